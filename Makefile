@@ -1,0 +1,67 @@
+# motwatch: two commands on a fresh machine, `make demo` and `make test`.
+# Each target installs what it needs first (a virtualenv in .venv, the
+# project with its test extras, the Kafka broker's jars from Maven Central).
+
+PYTHON ?= $(shell command -v python3.11 || command -v python3)
+VENV   := .venv
+BIN    := $(VENV)/bin
+STAMP  := $(VENV)/.installed
+
+.PHONY: install jars prometheus demo test test-unit lint schema monitoring broker bench bench-quick clean
+
+install: $(STAMP)
+
+$(STAMP): pyproject.toml
+	@$(PYTHON) -c 'import sys; sys.exit(0 if sys.version_info >= (3, 11) else "motwatch needs Python 3.11 or newer (found " + sys.version.split()[0] + ")")'
+	$(PYTHON) -m venv $(VENV)
+	$(BIN)/python -m pip install -q --upgrade pip
+	$(BIN)/python -m pip install -q -e '.[test]'
+	@touch $(STAMP)
+
+# The broker's jars are fetched once into ~/.cache/motwatch (or $$MOTWATCH_CACHE_DIR).
+jars: install
+	$(BIN)/motwatch broker --fetch-only
+
+# promtool and prometheus (Debian's package) check and unit-test the alert rules
+# and run the end-to-end scrape test.
+prometheus:
+	bash scripts/install-prometheus.sh
+
+demo: install jars
+	$(BIN)/motwatch demo
+
+test: install jars prometheus
+	$(BIN)/python -m pytest -q -p no:cacheprovider
+
+test-unit: install
+	$(BIN)/python -m pytest -q -m "not integration"
+
+lint: install
+	$(BIN)/ruff check .
+	$(BIN)/ruff format --check .
+
+schema: install
+	$(BIN)/python -m motwatch.streams.schema
+
+monitoring: install
+	$(BIN)/python -m motwatch.monitoring
+
+broker: install jars
+	$(BIN)/motwatch broker
+
+# The benchmark (bench/README.md): its own broker, every figure, a table, and
+# bench/results/latest.json. bench-quick: a few figures at small sizes, under a minute.
+BENCH_STAMP := $(VENV)/.bench-installed
+
+$(BENCH_STAMP): $(STAMP)
+	$(BIN)/python -m pip install -q -e '.[test,bench]'
+	@touch $(BENCH_STAMP)
+
+bench: install jars $(BENCH_STAMP)
+	$(BIN)/python -m bench.run
+
+bench-quick: install jars $(BENCH_STAMP)
+	$(BIN)/python -m bench.run --quick
+
+clean:
+	rm -rf $(VENV) .motwatch-data .pytest_cache .ruff_cache *.egg-info

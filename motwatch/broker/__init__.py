@@ -1,0 +1,32 @@
+"""A real single-node Kafka broker for development and tests, from Maven Central jars.
+
+``ensure_jars()`` fetches the broker once into a per-user cache;
+``KafkaBroker`` runs it as a child JVM; ``run_foreground()`` is
+``motwatch broker``. Problems a person must fix raise :class:`BrokerError`
+with a one-line message.
+"""
+
+from .jars import (
+    KAFKA_VERSION,
+    LOG4J_VERSION,
+    BrokerError,
+    cache_dir,
+    check_java,
+    check_tools,
+    ensure_jars,
+    lib_dir,
+)
+from .server import KafkaBroker, run_foreground
+
+__all__ = [
+    "KAFKA_VERSION",
+    "LOG4J_VERSION",
+    "BrokerError",
+    "KafkaBroker",
+    "cache_dir",
+    "check_java",
+    "check_tools",
+    "ensure_jars",
+    "lib_dir",
+    "run_foreground",
+]

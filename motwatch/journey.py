@@ -1,0 +1,154 @@
+"""One journey's state: small, versioned, serialisable.
+
+Everything the detectors need to decide later lives here, including the
+events still waiting for the watermark and the open timeouts, so a restarted
+or rebalanced worker resumes exactly where the last one stopped.
+"""
+
+from __future__ import annotations
+
+import bisect
+from dataclasses import dataclass, field
+from typing import Any
+
+import orjson
+
+from motwatch.events import TOUCHPOINT_ADAPTER, Touchpoint
+
+STATE_VERSION = 1
+
+# Open or settled items kept per journey (checkouts, chats, …): the newest win.
+MAX_ITEMS = 64
+MAX_ORDERS = 32
+
+
+class StateVersionError(ValueError):
+    """A stored state written by a newer motwatch than this one."""
+
+
+@dataclass(slots=True)
+class JourneyState:
+    """Per-journey memory. Times are event time in ms since the epoch."""
+
+    key: str
+    first_seen_ms: int = 0
+    last_seen_ms: int = 0
+    # Milestones reached and when (first product view, first order).
+    milestones: dict[str, int] = field(default_factory=dict)
+    # Moments of truth the journey has reached, for the funnel.
+    reached: list[str] = field(default_factory=list)
+    # Recent event ids and their event time, to drop duplicates.
+    seen: dict[str, int] = field(default_factory=dict)
+    # Events waiting for the watermark, sorted by (event time, event id).
+    pending: list[Touchpoint] = field(default_factory=list)
+    checkouts: dict[str, dict[str, Any]] = field(default_factory=dict)
+    orders: list[list[Any]] = field(default_factory=list)  # [ms, cart_id | None, event_id]
+    chats: dict[str, dict[str, Any]] = field(default_factory=dict)
+    onboardings: dict[str, dict[str, Any]] = field(default_factory=dict)
+    exited_products: list[str] = field(default_factory=list)
+    # "kind|cause|status" of every moment already reported: at most once each.
+    reported: dict[str, int] = field(default_factory=dict)
+    # Set when this (anonymous) journey was joined to a customer's.
+    merged_into: str | None = None
+    # Identify event id -> "waiting" (applied here, the anonymous journey's state has not
+    # come yet: nothing after it is applied until it does) or {"state": handed-over state
+    # or None} (it came first: absorbed when this journey reaches the identify).
+    merges: dict[str, Any] = field(default_factory=dict)
+
+    @property
+    def blocked(self) -> bool:
+        return bool(self.merges) and "waiting" in self.merges.values()
+
+    # -- pending events ---------------------------------------------------
+    def hold(self, event: Touchpoint) -> None:
+        last = self.pending[-1] if self.pending else None
+        if last is None or (last.occurred_ms, last.event_id) <= (event.occurred_ms, event.event_id):
+            self.pending.append(event)  # the common case: events arrive in order
+            return
+        keys = [(e.occurred_ms, e.event_id) for e in self.pending]
+        index = bisect.bisect_right(keys, (event.occurred_ms, event.event_id))
+        self.pending.insert(index, event)
+
+    def holds(self, event_id: str) -> bool:
+        return any(held.event_id == event_id for held in self.pending)
+
+    def next_pending_ms(self) -> int | None:
+        return self.pending[0].occurred_ms if self.pending else None
+
+    # -- duplicates -------------------------------------------------------
+    def remember(self, event_id: str, at_ms: int, max_ids: int, window_ms: int) -> None:
+        self.seen[event_id] = at_ms
+        horizon = self.last_seen_ms - window_ms
+        if len(self.seen) > max_ids or next(iter(self.seen.values())) < horizon:
+            kept = [(k, v) for k, v in self.seen.items() if v >= horizon]
+            kept.sort(key=lambda kv: kv[1])
+            self.seen = dict(kept[-max_ids:])
+
+    # -- bounded collections ----------------------------------------------
+    def add_order(self, at_ms: int, cart_id: str | None, event_id: str) -> None:
+        self.orders.append([at_ms, cart_id, event_id])
+        self.orders.sort(key=lambda o: (o[0], o[2]))
+        del self.orders[:-MAX_ORDERS]
+
+    def mark_reported(self, token: str, at_ms: int) -> bool:
+        """Record a report; False when it was already made."""
+        if token in self.reported:
+            return False
+        self.reported[token] = at_ms
+        return True
+
+    # -- serialisation ------------------------------------------------------
+    def to_dict(self) -> dict[str, Any]:
+        return {
+            "v": STATE_VERSION,
+            "key": self.key,
+            "first_seen_ms": self.first_seen_ms,
+            "last_seen_ms": self.last_seen_ms,
+            "milestones": self.milestones,
+            "reached": self.reached,
+            "seen": self.seen,
+            "pending": [e.stored for e in self.pending],
+            "checkouts": self.checkouts,
+            "orders": self.orders,
+            "chats": self.chats,
+            "onboardings": self.onboardings,
+            "exited_products": self.exited_products,
+            "reported": self.reported,
+            "merged_into": self.merged_into,
+            "merges": self.merges,
+        }
+
+    @classmethod
+    def from_dict(cls, data: dict[str, Any]) -> JourneyState:
+        version = data.get("v", 1)
+        if version > STATE_VERSION:
+            raise StateVersionError(
+                f"journey state version {version} is newer than this motwatch ({STATE_VERSION})"
+            )
+        fields = {k: v for k, v in data.items() if k != "v"}
+        fields["pending"] = [
+            TOUCHPOINT_ADAPTER.validate_json(orjson.dumps(e)) for e in data.get("pending", [])
+        ]
+        return cls(**fields)
+
+    def to_json(self) -> bytes:
+        return orjson.dumps(self.to_dict())
+
+    @classmethod
+    def from_json(cls, raw: bytes) -> JourneyState:
+        return cls.from_dict(orjson.loads(raw))
+
+
+def trim_items(items: dict[str, dict[str, Any]]) -> None:
+    """Drop the oldest settled items beyond MAX_ITEMS.
+
+    Open ones always stay, and so do unstarted ones (a reply or completion seen
+    before its start): they are not settled, and just added they look oldest.
+    """
+    if len(items) <= MAX_ITEMS:
+        return
+    settled = sorted(
+        (v.get("started_ms", 0), k) for k, v in items.items() if v.get("state") not in ("open", "unstarted")
+    )
+    for _, key in settled[: len(items) - MAX_ITEMS]:
+        del items[key]

@@ -1,0 +1,361 @@
+"""Settings: one TOML file, overridable by ``MOTWATCH_*`` environment variables.
+
+Defaults live in the models below and ``config/motwatch.toml`` spells them out
+for people to edit; a test keeps the two equal. A bad value is rejected at
+start-up with the field named, in one line.
+"""
+
+from __future__ import annotations
+
+import os
+import tomllib
+from collections.abc import Mapping
+from enum import StrEnum
+from pathlib import Path
+from typing import Any, Literal
+
+from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator
+
+Severity = Literal["critical", "high", "medium", "low"]
+
+
+class MomentOfTruth(StrEnum):
+    """The five moments of truth, in journey order."""
+
+    LZMOT = "<ZMOT"
+    ZMOT = "ZMOT"
+    FMOT = "FMOT"
+    SMOT = "SMOT"
+    UMOT = "UMOT"
+
+
+class Phase(StrEnum):
+    """The customer's journey phase, in journey order."""
+
+    AWARENESS = "awareness"
+    ENGAGEMENT = "engagement"
+    EVALUATION = "evaluation"
+    PURCHASE = "purchase"
+    POST_PURCHASE = "post_purchase"
+    LOYALTY = "loyalty"
+
+
+Milestone = Literal["first_product_view", "first_order"]
+
+
+class ConfigError(Exception):
+    """A configuration that cannot run; the message names the field."""
+
+
+class _Strict(BaseModel):
+    # validate_default: a default of 60 is the float 60.0, as the same value read from a file is.
+    model_config = ConfigDict(extra="forbid", frozen=True, validate_default=True)
+
+
+class KindSettings(_Strict):
+    """How one failure kind is reported."""
+
+    severity: Severity
+    moment: MomentOfTruth
+    # Moment once a milestone was reached before the failing touchpoint; the
+    # latest milestone reached wins (e.g. a broken link after the first order is SMOT).
+    moment_after: dict[Milestone, MomentOfTruth] = Field(default_factory=dict)
+    enabled: bool = True
+
+
+class AbandonedCheckout(KindSettings):
+    severity: Severity = "high"
+    moment: MomentOfTruth = MomentOfTruth.FMOT
+    window_s: float = Field(default=1800, gt=0)
+
+
+class CheckoutError(KindSettings):
+    severity: Severity = "critical"
+    moment: MomentOfTruth = MomentOfTruth.FMOT
+    min_http_status: int = Field(default=500, ge=100, le=599)
+
+
+class BrokenLink(KindSettings):
+    severity: Severity = "high"
+    moment: MomentOfTruth = MomentOfTruth.ZMOT
+    moment_after: dict[Milestone, MomentOfTruth] = Field(
+        default_factory=lambda: {
+            "first_product_view": MomentOfTruth.FMOT,
+            "first_order": MomentOfTruth.SMOT,
+        }
+    )
+    min_http_status: int = Field(default=400, ge=100, le=599)
+
+
+class FirstImpressionBounce(KindSettings):
+    severity: Severity = "medium"
+    moment: MomentOfTruth = MomentOfTruth.FMOT
+    min_dwell_s: float = Field(default=7, gt=0)
+
+
+class ChatUnanswered(KindSettings):
+    severity: Severity = "high"
+    moment: MomentOfTruth = MomentOfTruth.FMOT
+    moment_after: dict[Milestone, MomentOfTruth] = Field(
+        default_factory=lambda: {"first_order": MomentOfTruth.SMOT}
+    )
+    sla_s: float = Field(default=60, gt=0)
+
+
+class CallUnanswered(KindSettings):
+    severity: Severity = "high"
+    moment: MomentOfTruth = MomentOfTruth.FMOT
+    moment_after: dict[Milestone, MomentOfTruth] = Field(
+        default_factory=lambda: {"first_order": MomentOfTruth.SMOT}
+    )
+    sla_s: float = Field(default=120, gt=0)
+
+
+class OnboardingStalled(KindSettings):
+    severity: Severity = "medium"
+    moment: MomentOfTruth = MomentOfTruth.SMOT
+    window_s: float = Field(default=7 * 86400, gt=0)
+    # Also start the onboarding clock at the journey's first order.
+    start_on_first_order: bool = False
+
+
+class LowSatisfaction(KindSettings):
+    severity: Severity = "medium"
+    moment: MomentOfTruth = MomentOfTruth.SMOT
+    max_csat: float = 2
+    max_nps: float = 6
+    min_ces: float = 5
+
+
+class NegativeReview(KindSettings):
+    severity: Severity = "high"
+    moment: MomentOfTruth = MomentOfTruth.UMOT
+    max_rating: float = 2
+
+
+class Kinds(_Strict):
+    """Thresholds, severity and moment of every failure kind."""
+
+    abandoned_checkout: AbandonedCheckout = AbandonedCheckout()
+    checkout_error: CheckoutError = CheckoutError()
+    broken_link: BrokenLink = BrokenLink()
+    first_impression_bounce: FirstImpressionBounce = FirstImpressionBounce()
+    chat_unanswered: ChatUnanswered = ChatUnanswered()
+    call_unanswered: CallUnanswered = CallUnanswered()
+    onboarding_stalled: OnboardingStalled = OnboardingStalled()
+    low_satisfaction: LowSatisfaction = LowSatisfaction()
+    negative_review: NegativeReview = NegativeReview()
+
+
+class ClassificationRule(_Strict):
+    """Maps a touchpoint, in the context of its journey, to a moment and a phase.
+
+    Every condition given must hold; the first rule that matches wins.
+    """
+
+    types: list[str] = Field(default_factory=list)
+    channels: list[str] = Field(default_factory=list)
+    page_categories: list[str] = Field(default_factory=list)
+    after: Milestone | None = None
+    before: Milestone | None = None
+    moment: MomentOfTruth
+    phase: Phase
+
+
+def _rule(moment: str, phase: str, **when: Any) -> ClassificationRule:
+    return ClassificationRule(moment=MomentOfTruth(moment), phase=Phase(phase), **when)
+
+
+DEFAULT_RULES: tuple[ClassificationRule, ...] = (
+    _rule("UMOT", "loyalty", types=["review_posted"]),
+    _rule(
+        "<ZMOT",
+        "awareness",
+        types=["ad_impression", "ad_click", "email_open", "email_click", "social_engagement"],
+    ),
+    _rule(
+        "FMOT",
+        "purchase",
+        types=["cart_add", "checkout_started", "checkout_step", "payment_failed", "order_completed"],
+    ),
+    _rule(
+        "SMOT",
+        "post_purchase",
+        types=["delivery_received", "onboarding_started", "onboarding_completed"],
+    ),
+    _rule("FMOT", "evaluation", types=["page_view", "page_exit"], page_categories=["product"]),
+    _rule("SMOT", "post_purchase", after="first_order"),
+    _rule(
+        "FMOT",
+        "evaluation",
+        types=[
+            "chat_started",
+            "chat_message",
+            "chat_ended",
+            "call_started",
+            "call_ended",
+            "ticket_opened",
+            "ticket_resolved",
+        ],
+    ),
+    _rule("ZMOT", "evaluation", page_categories=["reviews"]),
+    _rule("ZMOT", "engagement"),
+)
+
+DEFAULT_OWNERS: dict[str, str] = {
+    "ads": "marketing",
+    "email": "marketing",
+    "social": "marketing",
+    "search": "marketing",
+    "web": "web",
+    "chat": "support",
+    "checkout": "ecommerce",
+    "support": "support",
+    "phone": "support",
+    "store": "ecommerce",
+    "review": "customer_success",
+    "survey": "customer_success",
+}
+
+
+class Settings(_Strict):
+    """Everything a worker, a replay or an offline run is configured by."""
+
+    broker: str = "127.0.0.1:9092"
+    topic_prefix: str = "motwatch."
+    partitions: int = Field(default=4, ge=1, le=1024)
+    replication_factor: int = Field(default=1, ge=1)
+    app_id: str = Field(default="motwatch", min_length=1)
+    web_port: int = Field(default=6066, ge=0, le=65535)
+    web_bind: str = "127.0.0.1"
+    store: str = "memory://"
+    # Where the worker keeps local files (table stores): one folder per app id inside.
+    data_dir: str = ".motwatch-data"
+    allowed_lateness_s: float = Field(default=120, ge=0)
+    idle_advance_s: float = Field(default=30, ge=0)
+    # How often the leader ticks every partition, and sources report their progress.
+    tick_interval_s: float = Field(default=1.0, gt=0)
+    progress_interval_s: float = Field(default=0.2, gt=0)
+    shutdown_grace_s: float = Field(default=20, gt=0)
+    journey_expiry_days: float = Field(default=30, gt=0)
+    dedupe_max_ids: int = Field(default=512, ge=1)
+    dedupe_window_s: float = Field(default=86400, gt=0)
+    kinds: Kinds = Kinds()
+    owners: dict[str, str] = Field(default_factory=lambda: dict(DEFAULT_OWNERS))
+    default_owner: str = "customer_experience"
+    classification: list[ClassificationRule] = Field(default_factory=lambda: list(DEFAULT_RULES))
+
+    @field_validator("topic_prefix")
+    @classmethod
+    def _prefix_is_a_topic_name(cls, prefix: str) -> str:
+        allowed = set("abcdefghijklmnopqrstuvwxyzABCDEFGHIJKLMNOPQRSTUVWXYZ0123456789._-")
+        if not set(prefix) <= allowed:
+            raise ValueError("topic_prefix may use only letters, digits, '.', '_' and '-'")
+        return prefix
+
+    def topic(self, name: str) -> str:
+        """A topic's full name under the configured prefix."""
+        return f"{self.topic_prefix}{name}"
+
+    @property
+    def touchpoints_topic(self) -> str:
+        return self.topic("touchpoints")
+
+    @property
+    def by_journey_topic(self) -> str:
+        return self.topic("touchpoints-by-journey")
+
+    @property
+    def moments_topic(self) -> str:
+        return self.topic("moments")
+
+    @property
+    def deadletter_topic(self) -> str:
+        return self.topic("deadletter")
+
+    @property
+    def worker_app_id(self) -> str:
+        """The Faust app id (and consumer group); internal topics are named after it."""
+        return f"{self.topic_prefix}{self.app_id}"
+
+    def owner_of(self, channel: str) -> str:
+        return self.owners.get(channel, self.default_owner)
+
+
+ENV_PREFIX = "MOTWATCH_"
+_NOT_SETTINGS = {"MOTWATCH_CONFIG", "MOTWATCH_CACHE_DIR"}
+
+
+def _env_overrides(environ: dict[str, str]) -> dict[str, Any]:
+    """``MOTWATCH_TOPIC_PREFIX=x`` sets ``topic_prefix``; ``__`` descends into a table.
+
+    ``MOTWATCH_KINDS__ABANDONED_CHECKOUT__WINDOW_S=600`` sets
+    ``kinds.abandoned_checkout.window_s``. Values are parsed as TOML values when
+    they parse (numbers, booleans) and kept as strings otherwise.
+    """
+    tree: dict[str, Any] = {}
+    for name, raw in environ.items():
+        if not name.startswith(ENV_PREFIX) or name in _NOT_SETTINGS:
+            continue
+        path = name[len(ENV_PREFIX) :].lower().split("__")
+        try:
+            value: Any = tomllib.loads(f"v = {raw}")["v"]
+        except tomllib.TOMLDecodeError:
+            value = raw
+        node = tree
+        for part in path[:-1]:
+            node = node.setdefault(part, {})
+        node[path[-1]] = value
+    return tree
+
+
+def _merge(base: dict[str, Any], over: dict[str, Any]) -> dict[str, Any]:
+    out = dict(base)
+    for key, value in over.items():
+        if isinstance(value, dict) and isinstance(out.get(key), dict):
+            out[key] = _merge(out[key], value)
+        else:
+            out[key] = value
+    return out
+
+
+def default_config_path(environ: Mapping[str, str] | None = None) -> Path | None:
+    """``$MOTWATCH_CONFIG``, else ``config/motwatch.toml`` in the working directory."""
+    env = (os.environ if environ is None else environ).get("MOTWATCH_CONFIG")
+    if env:
+        return Path(env)
+    local = Path("config/motwatch.toml")
+    return local if local.is_file() else None
+
+
+def _describe(error: ValidationError) -> str:
+    first = error.errors()[0]
+    field = ".".join(str(p) for p in first["loc"]) or "(top level)"
+    extra = f" (and {error.error_count() - 1} more)" if error.error_count() > 1 else ""
+    return f"{field}: {first['msg']}{extra}"
+
+
+def load_settings(
+    path: str | Path | None = None,
+    environ: dict[str, str] | None = None,
+    **overrides: Any,
+) -> Settings:
+    """Read the TOML file (if any), apply environment and explicit overrides, validate."""
+    environ = dict(os.environ) if environ is None else environ
+    data: dict[str, Any] = {}
+    source = "defaults"
+    file = Path(path) if path is not None else default_config_path(environ)
+    if file is not None:
+        source = str(file)
+        try:
+            data = tomllib.loads(file.read_text(encoding="utf-8"))
+        except FileNotFoundError:
+            raise ConfigError(f"config file not found: {file}") from None
+        except (tomllib.TOMLDecodeError, UnicodeDecodeError) as exc:
+            raise ConfigError(f"config file {file} is not valid TOML: {exc}") from None
+    data = _merge(data, _env_overrides(environ))
+    data = _merge(data, overrides)
+    try:
+        return Settings.model_validate(data)
+    except ValidationError as exc:
+        raise ConfigError(f"bad config ({source}): {_describe(exc)}") from None

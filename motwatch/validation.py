@@ -1,0 +1,88 @@
+"""Turns raw message bytes into a touchpoint, or into a reason it was rejected.
+
+Bytes go in, never decoded objects: every message, however broken, gets an
+answer here, so nothing upstream can fail on it and lose it.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+from pydantic import ValidationError
+
+from motwatch.events import CHANNELS, EVENT_TYPES, TOUCHPOINT_ADAPTER, Touchpoint
+
+
+@dataclass(frozen=True, slots=True)
+class Rejection:
+    """Why a message is not a touchpoint: a machine-readable code and a sentence for people."""
+
+    reason: str
+    error: str
+
+
+# Most telling first: a message that is not JSON says nothing else worth reporting.
+_RANK = {
+    "invalid_json": 0,
+    "unknown_type": 1,
+    "missing_field": 2,
+    "unknown_channel": 3,
+    "bad_timestamp": 4,
+    "unsupported_schema_version": 5,
+    "bad_property": 6,
+    "bad_field": 7,
+}
+
+
+def _classify(error: dict) -> Rejection:
+    kind = error["type"]
+    loc = tuple(str(p) for p in error["loc"])
+    # loc is (event type, field, ...) once the type tag was recognised.
+    path = loc[1:] if len(loc) > 1 else ()
+    field = ".".join(path)
+    if kind == "json_invalid":
+        return Rejection("invalid_json", f"not valid JSON: {error['msg'].removeprefix('Invalid JSON: ')}")
+    if kind in {"dict_type", "model_type"} and not path:
+        return Rejection("invalid_json", "expected a JSON object")
+    if kind == "union_tag_not_found":
+        return Rejection("missing_field", "type is required")
+    if kind == "union_tag_invalid":
+        tag = error.get("ctx", {}).get("tag", "?")
+        return Rejection(
+            "unknown_type",
+            f"type {tag!r} is not one of the {len(EVENT_TYPES)} known types",
+        )
+    if kind == "missing_journey":
+        return Rejection("missing_field", error["msg"])
+    if kind == "missing":
+        return Rejection("missing_field", f"{field} is required")
+    if path[:1] == ("channel",):
+        if kind == "literal_error":
+            return Rejection(
+                "unknown_channel", f"channel {error['input']!r} is not one of {', '.join(CHANNELS)}"
+            )
+        return Rejection("bad_field", f"channel: {error['msg']}")
+    if path[:1] == ("occurred_at",):
+        return Rejection("bad_timestamp", f"occurred_at: {error['msg']} (RFC 3339 with an offset)")
+    if path[:1] == ("schema_version",):
+        return Rejection("unsupported_schema_version", "schema_version: only 1 is supported")
+    if path[:1] == ("properties",):
+        return Rejection("bad_property", f"{field}: {error['msg']}")
+    return Rejection("bad_field", f"{field or 'event'}: {error['msg']}")
+
+
+def validate_touchpoint(raw: bytes) -> Touchpoint | Rejection:
+    """Parse and validate one message value against the contract."""
+    try:
+        return TOUCHPOINT_ADAPTER.validate_json(raw)
+    except ValidationError as exc:
+        rejections = [_classify(e) for e in exc.errors(include_url=False)]
+        return min(rejections, key=lambda r: _RANK.get(r.reason, 99))
+    except UnicodeDecodeError:
+        return Rejection("invalid_json", "not valid UTF-8")
+
+
+def journey_key_of(raw: bytes) -> str | None:
+    """The journey key of a message when it validates, for keying on produce."""
+    event = validate_touchpoint(raw)
+    return event.journey_key if isinstance(event, Touchpoint) else None

@@ -1,0 +1,204 @@
+"""The Faust app: topics under the configured prefix, the journey tables, the agents.
+
+All topics carry raw bytes: validation happens in our code, so Faust never
+meets a message it cannot decode (it would ack it and crash the agent).
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from pathlib import Path
+from types import SimpleNamespace
+from typing import Any
+
+import faust
+from aiokafka.partitioner import murmur2
+from faust.sensors.prometheus import PrometheusMonitor, setup_prometheus_sensors
+from faust.serializers import codecs
+
+from motwatch.journey import JourneyState
+from motwatch.metrics import Metrics
+from motwatch.settings import Settings
+
+
+class JourneyStateCodec(codecs.Codec):
+    """Journey state to and from the table's changelog, as versioned JSON."""
+
+    def _dumps(self, obj: Any) -> bytes:
+        return obj.to_json()
+
+    def _loads(self, s: bytes) -> Any:
+        return JourneyState.from_json(s)
+
+
+class TextCodec(codecs.Codec):
+    """Table keys as UTF-8 text both ways (Faust's raw codec would return bytes on recovery)."""
+
+    def _dumps(self, obj: Any) -> bytes:
+        return obj.encode("utf-8")
+
+    def _loads(self, s: bytes) -> Any:
+        return s.decode("utf-8")
+
+
+codecs.register("journey_state", JourneyStateCodec())
+codecs.register("text", TextCodec())
+
+
+# The tables, by name: Faust names each one's changelog topic ``{app id}-{name}-changelog``.
+TABLES = ("journeys", "clocks")
+
+
+def partition_for_key(key: str, partitions: int) -> int:
+    """The partition Kafka's default partitioner gives a key (as the producer does)."""
+    return (murmur2(key.encode()) & 0x7FFFFFFF) % partitions
+
+
+class LeanPrometheusMonitor(PrometheusMonitor):
+    """Faust's Prometheus monitor, cut to the series our dashboards read.
+
+    The full monitor times and counts every message, event, send and table
+    access in Python, which cost more than our own processing; per record
+    this keeps only ``messages_received``. Commits, end offsets, rebalances
+    and send errors are recorded as before.
+    """
+
+    def on_message_in(self, tp: Any, offset: int, message: Any) -> None:
+        self._metrics.messages_received.inc()
+
+    def on_stream_event_in(self, tp: Any, offset: int, stream: Any, event: Any) -> None:
+        return None
+
+    def on_stream_event_out(self, tp: Any, offset: int, stream: Any, event: Any, state: Any = None) -> None:
+        pass
+
+    def on_message_out(self, tp: Any, offset: int, message: Any) -> None:
+        pass
+
+    def on_table_get(self, table: Any, key: Any) -> None:
+        pass
+
+    def on_table_set(self, table: Any, key: Any, value: Any) -> None:
+        pass
+
+    def on_table_del(self, table: Any, key: Any) -> None:
+        pass
+
+    def on_send_initiated(self, producer: Any, topic: str, message: Any, keysize: int, valsize: int) -> Any:
+        return None
+
+    def on_send_completed(self, producer: Any, state: Any, metadata: Any) -> None:
+        pass
+
+    def on_send_error(self, producer: Any, exc: BaseException, state: Any) -> None:
+        self._metrics.total_error_messages_sent.inc()
+
+
+@dataclass
+class Motwatch:
+    """The app and everything the agents share."""
+
+    settings: Settings
+    app: faust.App
+    touchpoints: faust.TopicT
+    by_journey: faust.TopicT
+    moments: faust.TopicT
+    deadletter: faust.TopicT
+    journeys: Any  # faust Table[str, JourneyState]
+    clocks: Any  # faust Table[str, dict]
+    metrics: Metrics
+
+    async def send(
+        self,
+        topic: str,
+        key: bytes | None,
+        value: bytes | None,
+        *,
+        partition: int | None = None,
+        timestamp: float | None = None,
+        headers: list[tuple[str, bytes]] | None = None,
+    ) -> None:
+        """Hand a record straight to the producer, without Faust's per-send topic machinery.
+
+        Same key partitioning and timestamps as ``topic.send``; at least once all
+        the same, since Faust flushes the producer before it commits offsets.
+        """
+        await self.app.producer.send(topic, key, value, partition, timestamp, headers)
+
+    def topic_names(self) -> list[str]:
+        s = self.settings
+        return [s.touchpoints_topic, s.by_journey_topic, s.moments_topic, s.deadletter_topic]
+
+
+def _raw_topic(app: faust.App, name: str, partitions: int) -> faust.TopicT:
+    return app.topic(name, key_serializer="raw", value_serializer="raw", partitions=partitions)
+
+
+def _stored_as(codec: str) -> type:
+    """A stand-in type that tells Faust which codec a table's keys or values use.
+
+    Faust takes a table's codecs from its key and value types (it reads
+    ``typ._options.serializer``, then ``typ.from_data``), and it builds the
+    changelog topic and the store from them when the table is declared.
+    """
+    return type(
+        f"StoredAs_{codec}",
+        (),
+        {"_options": SimpleNamespace(serializer=codec), "from_data": staticmethod(lambda data, **_: data)},
+    )
+
+
+def _table(app: faust.App, name: str, partitions: int, value_codec: str) -> Any:
+    return app.Table(
+        name, partitions=partitions, key_type=_stored_as("text"), value_type=_stored_as(value_codec)
+    )
+
+
+def create_app(settings: Settings) -> Motwatch:
+    """Build the app with all agents registered."""
+    app = faust.App(
+        settings.worker_app_id,
+        broker=f"kafka://{settings.broker}",
+        store=settings.store,
+        datadir=str(Path(settings.data_dir) / settings.worker_app_id),
+        autodiscover=False,
+        topic_partitions=settings.partitions,
+        topic_replication_factor=settings.replication_factor,
+        topic_allow_declare=True,
+        consumer_auto_offset_reset="earliest",
+        producer_acks=-1,
+        producer_request_timeout=30.0,
+        # Fuller produce requests: less CPU for the broker and the sender on every record.
+        producer_linger=0.005,
+        table_standby_replicas=0,
+        web_enabled=True,
+        web_port=settings.web_port,
+        web_bind=settings.web_bind,
+        web_host=settings.web_bind,
+        # Customer state is not for the network.
+        web_tables_enabled=False,
+        web_stats_enabled=False,
+        web_graph_enabled=False,
+        web_router_enabled=False,
+        stream_wait_empty=False,
+    )
+    partitions = settings.partitions
+    mw = Motwatch(
+        settings=settings,
+        app=app,
+        touchpoints=_raw_topic(app, settings.touchpoints_topic, partitions),
+        by_journey=_raw_topic(app, settings.by_journey_topic, partitions),
+        moments=_raw_topic(app, settings.moments_topic, partitions),
+        deadletter=_raw_topic(app, settings.deadletter_topic, partitions),
+        journeys=_table(app, "journeys", partitions, "journey_state"),
+        clocks=_table(app, "clocks", partitions, "json"),
+        metrics=Metrics(),
+    )
+    # /metrics serves our series and Faust's own (offsets, commits, sends) from one registry.
+    setup_prometheus_sensors(app, registry=mw.metrics.registry, name_prefix="faust")
+    app.monitor = LeanPrometheusMonitor(metrics=app.monitor._metrics)
+    from motwatch.agents import ingest, journeys
+
+    ingest.register(mw)
+    journeys.register(mw)
+    return mw

@@ -1,0 +1,44 @@
+"""Shared fixtures: one real Kafka broker for the whole test session.
+
+Starting a broker costs a few seconds, so every integration test shares the
+same one and isolates itself with unique topic names (``topic_prefix``).
+"""
+
+from __future__ import annotations
+
+import uuid
+from collections.abc import Iterator
+
+import pytest
+
+from motwatch.broker import BrokerError, KafkaBroker
+
+
+@pytest.fixture(scope="session")
+def kafka_broker() -> Iterator[KafkaBroker]:
+    """The session's broker; fails (never skips) when java/mvn are missing."""
+    broker = KafkaBroker(port=0)
+    problem = None
+    try:
+        broker.start()
+    except BrokerError as exc:
+        problem = str(exc)
+    if problem is not None:  # outside the except: no chained traceback
+        pytest.fail(f"cannot start the test Kafka broker: {problem}", pytrace=False)
+    try:
+        yield broker
+    finally:
+        broker.stop()
+
+
+@pytest.fixture(scope="session")
+def kafka_bootstrap(kafka_broker: KafkaBroker) -> str:
+    """Bootstrap address (``127.0.0.1:<port>``) of the session's broker."""
+    assert kafka_broker.bootstrap is not None
+    return kafka_broker.bootstrap
+
+
+@pytest.fixture
+def topic_prefix() -> str:
+    """A prefix no other test uses, so tests sharing the broker never see each other's data."""
+    return f"t{uuid.uuid4().hex[:8]}."

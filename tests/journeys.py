@@ -1,0 +1,142 @@
+"""Event builders for tests: touchpoints at a time in seconds after ``T0``.
+
+``touch("checkout_started", 10, cart_id="c1")`` is a valid touchpoint of the
+default customer ten seconds after ``T0``; ``line(...)`` is the same as the
+raw JSON bytes a producer would send. ``Feed`` drives a ``JourneyEngine`` the
+way ``motwatch detect`` does (forwarded records loop back) and collects moments.
+"""
+
+from __future__ import annotations
+
+import itertools
+from datetime import UTC, datetime, timedelta
+from typing import Any
+
+import orjson
+
+from motwatch.detect import drain_forwards
+from motwatch.engine import JourneyEngine
+from motwatch.events import Touchpoint
+from motwatch.moments import Moment
+from motwatch.settings import Settings
+from motwatch.validation import validate_touchpoint
+
+T0 = datetime(2026, 3, 2, 14, 0, tzinfo=UTC)
+T0_MS = round(T0.timestamp() * 1000)
+CUSTOMER = "cust-1"
+
+CHANNEL_OF = {
+    "ad_impression": "ads",
+    "ad_click": "ads",
+    "email_open": "email",
+    "email_click": "email",
+    "social_engagement": "social",
+    "search": "search",
+    "cart_add": "web",
+    "checkout_started": "checkout",
+    "checkout_step": "checkout",
+    "payment_failed": "checkout",
+    "order_completed": "checkout",
+    "chat_started": "chat",
+    "chat_message": "chat",
+    "chat_ended": "chat",
+    "call_started": "phone",
+    "call_ended": "phone",
+    "ticket_opened": "support",
+    "ticket_resolved": "support",
+    "delivery_received": "store",
+    "review_posted": "review",
+    "survey_response": "survey",
+}
+
+_ids = itertools.count(1)
+
+
+def iso(seconds: float) -> str:
+    """``T0 + seconds`` as RFC 3339 (UTC, milliseconds)."""
+    text = (T0 + timedelta(seconds=seconds)).isoformat(timespec="milliseconds")
+    return text.replace("+00:00", "Z")
+
+
+def ms(seconds: float) -> int:
+    """``T0 + seconds`` in ms since the epoch, the engine's clock."""
+    return T0_MS + round(seconds * 1000)
+
+
+def record(
+    type_: str,
+    t: float = 0,
+    *,
+    key: str | None = CUSTOMER,
+    anon: str | None = None,
+    session: str | None = None,
+    channel: str | None = None,
+    eid: str | None = None,
+    **properties: Any,
+) -> dict[str, Any]:
+    """A touchpoint as a JSON object. ``key`` is the customer_id (None: anonymous only)."""
+    body: dict[str, Any] = {
+        "event_id": eid or f"e{next(_ids)}",
+        "occurred_at": iso(t),
+        "channel": channel or CHANNEL_OF.get(type_, "web"),
+        "type": type_,
+        "properties": properties,
+    }
+    if key is not None:
+        body["customer_id"] = key
+    if anon is not None:
+        body["anonymous_id"] = anon
+    if session is not None:
+        body["session_id"] = session
+    return body
+
+
+def line(type_: str, t: float = 0, **kw: Any) -> bytes:
+    return orjson.dumps(record(type_, t, **kw))
+
+
+def touch(type_: str, t: float = 0, **kw: Any) -> Touchpoint:
+    """A validated touchpoint (fails the test at once if the builder made an invalid one)."""
+    event = validate_touchpoint(line(type_, t, **kw))
+    assert isinstance(event, Touchpoint), event
+    return event
+
+
+def settings(**overrides: Any) -> Settings:
+    """Built-in defaults (no file, no environment) with overrides, e.g.
+    ``settings(allowed_lateness_s=0, kinds={"chat_unanswered": {"sla_s": 30}})``."""
+    return Settings.model_validate(overrides)
+
+
+class Feed:
+    """An engine and the moments it reported, forwarded records looped back."""
+
+    def __init__(self, settings_: Settings | None = None, **overrides: Any) -> None:
+        self.engine = JourneyEngine(settings_ or settings(**overrides))
+        self.moments: list[Moment] = []
+        self.duplicates = 0
+        self.late = 0
+
+    def __call__(self, *events: Touchpoint) -> list[Moment]:
+        """Process events in the order given; the moments they caused."""
+        before = len(self.moments)
+        for event in events:
+            step = self.engine.process(event)
+            self.duplicates += step.duplicate
+            self.late += step.late
+            drain_forwards(self.engine, step, self.moments.append)
+        return self.moments[before:]
+
+    def advance(self, seconds: float) -> list[Moment]:
+        """Move the watermark to ``T0 + seconds``; the moments that fired."""
+        before = len(self.moments)
+        drain_forwards(self.engine, self.engine.advance(ms(seconds)), self.moments.append)
+        return self.moments[before:]
+
+    def flush(self) -> list[Moment]:
+        before = len(self.moments)
+        drain_forwards(self.engine, self.engine.advance(2**62), self.moments.append)
+        return self.moments[before:]
+
+    def kinds(self) -> list[tuple[str, str]]:
+        return [(m.kind, m.status) for m in self.moments]

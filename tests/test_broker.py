@@ -1,0 +1,302 @@
+"""The local broker: jar cache, JVM lifecycle, ``python -m motwatch.broker``, tool checks."""
+
+from __future__ import annotations
+
+import asyncio
+import os
+import selectors
+import shutil
+import signal
+import socket
+import stat
+import subprocess
+import sys
+import time
+from collections.abc import Callable
+from pathlib import Path
+
+import pytest
+
+from motwatch.broker import (
+    KAFKA_VERSION,
+    BrokerError,
+    KafkaBroker,
+    check_tools,
+    ensure_jars,
+    lib_dir,
+)
+from motwatch.transport import create_topics, produce_lines, record, wait_for_broker
+
+
+def _gone(pid: int) -> bool:
+    """True when ``pid`` no longer runs (a zombie counts as gone)."""
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return True
+    try:
+        state = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()[0]
+    except (OSError, IndexError):
+        return True
+    return state in ("Z", "X")
+
+
+def _wait_until(condition: Callable[[], bool], timeout: float, what: str) -> None:
+    deadline = time.monotonic() + timeout
+    while not condition():
+        if time.monotonic() > deadline:
+            pytest.fail(f"timed out after {timeout}s waiting for {what}")
+        time.sleep(0.05)
+
+
+def _children(pid: int) -> list[int]:
+    """Direct children of ``pid``, read from /proc (inspection only)."""
+    found = []
+    for entry in Path("/proc").iterdir():
+        if not entry.name.isdigit():
+            continue
+        try:
+            fields = (entry / "stat").read_text().rsplit(")", 1)[1].split()
+        except (OSError, IndexError):
+            continue
+        if int(fields[1]) == pid:
+            found.append(int(entry.name))
+    return found
+
+
+def _readline(proc: subprocess.Popen[bytes], timeout: float) -> bytes:
+    """One stdout line from ``proc``, failing the test instead of blocking forever."""
+    assert proc.stdout is not None
+    with selectors.DefaultSelector() as selector:
+        selector.register(proc.stdout, selectors.EVENT_READ)
+        if not selector.select(timeout):
+            pytest.fail(f"no output within {timeout}s")
+    return proc.stdout.readline()
+
+
+def _env(**changes: str | None) -> dict[str, str]:
+    env = dict(os.environ)
+    for key, value in changes.items():
+        if value is None:
+            env.pop(key, None)
+        else:
+            env[key] = value
+    return env
+
+
+def _bin_with(tmp_path: Path, **tools: str) -> Path:
+    """A directory to use as the whole PATH, holding only the given tools."""
+    bin_dir = tmp_path / "bin"
+    bin_dir.mkdir(exist_ok=True)
+    for name, target in tools.items():
+        (bin_dir / name).symlink_to(target)
+    return bin_dir
+
+
+def _script(path: Path, body: str) -> str:
+    path.write_text("#!/bin/sh\n" + body)
+    path.chmod(path.stat().st_mode | stat.S_IXUSR)
+    return str(path)
+
+
+# --- KafkaBroker --------------------------------------------------------------------------
+
+
+@pytest.mark.integration
+def test_stop_leaves_no_jvm_and_no_temp_dir() -> None:
+    with KafkaBroker(port=0) as broker:
+        pid, workdir = broker.pid, broker.workdir
+        assert pid is not None and workdir is not None and broker.log_path is not None
+        assert broker.bootstrap == f"127.0.0.1:{broker.port}"
+        assert not _gone(pid)
+        log = broker.log_path  # the listener opens a moment before this line is logged
+        _wait_until(lambda: "Kafka Server started" in log.read_text(), 10, "the started line")
+        with socket.create_connection(("127.0.0.1", broker.port), timeout=2):
+            pass
+    assert _gone(pid)
+    assert not workdir.exists()
+    assert not broker.running and broker.bootstrap is None
+    broker.stop()  # idempotent
+
+
+@pytest.mark.integration
+async def test_data_dir_survives_a_restart(tmp_path: Path) -> None:
+    data_dir = tmp_path / "kafka"
+    with KafkaBroker(data_dir=data_dir) as broker:
+        assert broker.bootstrap is not None
+        await create_topics(broker.bootstrap, ["kept"], partitions=1)
+        assert await produce_lines(broker.bootstrap, "kept", [b"survives"]) == 1
+    assert (data_dir / "data" / "meta.properties").is_file()
+    with KafkaBroker(data_dir=data_dir) as broker:
+        assert broker.bootstrap is not None
+        out = _Sink()
+        n = await record(
+            broker.bootstrap,
+            "kept",
+            out,
+            from_beginning=True,
+            idle_s=10,
+            max_messages=1,
+            with_meta=False,
+        )
+    assert (n, out.getvalue()) == (1, b"survives\n")
+
+
+class _Sink:
+    """A minimal binary sink (record() only writes and flushes)."""
+
+    def __init__(self) -> None:
+        self.chunks: list[bytes] = []
+
+    def write(self, data: bytes) -> int:
+        self.chunks.append(data)
+        return len(data)
+
+    def flush(self) -> None:
+        pass
+
+    def getvalue(self) -> bytes:
+        return b"".join(self.chunks)
+
+
+@pytest.mark.integration
+def test_early_jvm_exit_reports_log_tail() -> None:
+    broker = KafkaBroker(port=0, heap_mb=1)  # the JVM refuses to start with 1 MiB of heap
+    with pytest.raises(BrokerError) as info:
+        broker.start(timeout=60)
+    message = str(info.value)
+    assert "exited with code" in message and "heap" in message.lower()
+    assert "\n" not in message
+    assert broker.pid is not None and _gone(broker.pid)
+    assert broker.workdir is None
+
+
+def test_port_in_use_is_refused_before_starting_a_jvm() -> None:
+    with socket.socket() as taken:
+        taken.bind(("127.0.0.1", 0))
+        taken.listen()
+        port = taken.getsockname()[1]
+        with pytest.raises(BrokerError, match=f"port {port} .* already in use"):
+            KafkaBroker(port=port).start()
+
+
+# --- python -m motwatch.broker ------------------------------------------------------------
+
+
+@pytest.mark.integration
+def test_foreground_broker_stops_cleanly_on_sigterm(tmp_path: Path) -> None:
+    ensure_jars()  # so the fetch, if any, is not counted against the deadlines below
+    stderr = open(tmp_path / "stderr.txt", "wb")  # noqa: SIM115 - closed below
+    proc = subprocess.Popen(
+        [sys.executable, "-m", "motwatch.broker", "--port", "0"],
+        stdout=subprocess.PIPE,
+        stderr=stderr,
+    )
+    try:
+        line = _readline(proc, timeout=60).decode()
+        assert line.startswith("ready 127.0.0.1:") and line.endswith("\n"), line
+        bootstrap = line.split()[1]
+        jvms = _children(proc.pid)
+        assert len(jvms) == 1, jvms
+        asyncio.run(wait_for_broker(bootstrap, timeout=10))
+
+        proc.send_signal(signal.SIGTERM)
+        assert proc.wait(timeout=40) == 0
+        _wait_until(lambda: _gone(jvms[0]), 10, f"JVM pid {jvms[0]} to exit")
+    finally:
+        if proc.poll() is None:
+            proc.kill()
+            proc.wait()
+        stderr.close()
+    assert "Traceback" not in (tmp_path / "stderr.txt").read_text()
+
+
+def test_missing_java_is_one_line_error(tmp_path: Path) -> None:
+    empty = tmp_path / "empty-bin"
+    empty.mkdir()
+    done = subprocess.run(
+        [sys.executable, "-m", "motwatch.broker", "--port", "0"],
+        env=_env(PATH=str(empty), JAVA_HOME=None, MOTWATCH_CACHE_DIR=str(tmp_path / "cache")),
+        capture_output=True,
+        text=True,
+        timeout=60,
+    )
+    assert done.returncode == 1
+    assert done.stdout == ""
+    assert done.stderr.splitlines() == [
+        "motwatch broker: java not found: install a Java 17+ JDK "
+        "(Debian: apt-get install openjdk-17-jre-headless)"
+    ]
+
+
+def test_missing_mvn_is_reported(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    java = shutil.which("java")
+    if java is None:
+        pytest.fail("java not found: this test needs a real java to isolate the mvn check")
+    monkeypatch.setenv("PATH", str(_bin_with(tmp_path, java=os.path.realpath(java))))
+    monkeypatch.delenv("JAVA_HOME", raising=False)
+    monkeypatch.setenv("MOTWATCH_CACHE_DIR", str(tmp_path / "cache"))
+    with pytest.raises(BrokerError, match=r"^mvn not found: install Maven \(Debian"):
+        check_tools()
+    with pytest.raises(BrokerError, match=r"^mvn not found"):
+        ensure_jars()
+
+
+def test_old_java_is_refused(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    home = tmp_path / "jdk8"
+    (home / "bin").mkdir(parents=True)
+    _script(home / "bin" / "java", """echo 'openjdk version "1.8.0_392"' >&2\n""")
+    monkeypatch.setenv("JAVA_HOME", str(home))
+    with pytest.raises(BrokerError, match=r"is Java 8; Kafka .* needs Java 17"):
+        check_tools()
+
+
+# --- jar cache ----------------------------------------------------------------------------
+
+
+def test_failed_fetch_names_the_log_and_leaves_nothing_half_done(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    java = shutil.which("java")
+    if java is None:
+        pytest.fail("java not found: this test needs a real java")
+    bin_dir = _bin_with(tmp_path, java=os.path.realpath(java))
+    _script(bin_dir / "mvn", "echo '[ERROR] Could not resolve dependencies: offline'\nexit 1\n")
+    monkeypatch.setenv("PATH", str(bin_dir))
+    monkeypatch.delenv("JAVA_HOME", raising=False)
+    monkeypatch.setenv("MOTWATCH_CACHE_DIR", str(tmp_path / "cache"))
+    with pytest.raises(BrokerError) as info:
+        ensure_jars()
+    log = tmp_path / "cache" / f"kafka-{KAFKA_VERSION}" / "mvn.log"
+    assert str(info.value) == (
+        f"mvn failed to fetch Kafka {KAFKA_VERSION} jars: Could not resolve dependencies: offline; see {log}"
+    )
+    assert not lib_dir().exists()
+    assert not list(log.parent.glob("lib.tmp-*"))
+
+
+@pytest.mark.integration
+def test_concurrent_fetches_share_one_download(tmp_path: Path) -> None:
+    code = (
+        "import sys\n"
+        "from motwatch.broker import ensure_jars\n"
+        "print(ensure_jars(announce=lambda m: print('FETCHING', file=sys.stderr)))\n"
+    )
+    env = _env(MOTWATCH_CACHE_DIR=str(tmp_path / "cache"))
+    procs = [
+        subprocess.Popen(
+            [sys.executable, "-c", code],
+            env=env,
+            stdout=subprocess.PIPE,
+            stderr=subprocess.PIPE,
+            text=True,
+        )
+        for _ in range(2)
+    ]
+    results = [proc.communicate(timeout=600) for proc in procs]
+    assert [proc.returncode for proc in procs] == [0, 0], results
+    lib = tmp_path / "cache" / f"kafka-{KAFKA_VERSION}" / "lib"
+    assert [out.strip() for out, _ in results] == [str(lib), str(lib)]
+    assert sum(err.count("FETCHING") for _, err in results) == 1
+    assert (lib / f"kafka_2.13-{KAFKA_VERSION}.jar").is_file()
+    assert not list(lib.parent.glob("lib.tmp-*"))

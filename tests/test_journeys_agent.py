@@ -1,0 +1,138 @@
+"""The journey agent's batch handling, without a broker: moments a tick fires are never lost.
+
+The agent is driven through ``JourneysAgent.process`` with stand-ins for the
+producer and the two tables. A tick that fires timeouts must send their
+moments even when saving the partition's clock fails (as it did when the
+clocks changelog was not yet known to the consumer), and the journeys must
+reach the table once per batch, with the partition's clock.
+"""
+
+from __future__ import annotations
+
+import asyncio
+from datetime import datetime
+from types import SimpleNamespace
+from typing import Any
+
+import orjson
+from motwatch.agents import journeys
+from motwatch.streams.records import SOURCE_PROGRESS, TICK, control_headers, encode_body
+
+from motwatch.metrics import Metrics
+from motwatch.settings import Settings
+from motwatch.simulate import SimulationConfig, simulate
+
+CLOCKS_CHANGELOG = "clocks-changelog"
+
+
+class Producer:
+    def __init__(self, failing_topic: str | None = None) -> None:
+        self.sent: list[tuple[str, bytes | None, bytes | None, int | None]] = []
+        self.failing_topic = failing_topic
+
+    async def send(self, topic, key, value, partition, timestamp, headers):
+        if topic == self.failing_topic:
+            raise RuntimeError(f"{topic} has 0 partitions")
+        self.sent.append((topic, key, value, partition))
+        fut = asyncio.get_running_loop().create_future()
+        fut.set_result(SimpleNamespace(offset=len(self.sent)))
+        return fut
+
+    def to(self, topic: str) -> list[tuple[bytes | None, bytes | None]]:
+        return [(k, v) for t, k, v, _ in self.sent if t == topic]
+
+
+class Table(dict):
+    """A table's interface as the agent uses it: a dict that is also its own store."""
+
+    def __init__(self, app: Any, name: str, value_serializer: str) -> None:
+        super().__init__()
+        self.app = app
+        self.data = self
+        self.key_serializer = "text"
+        self.value_serializer = value_serializer
+        self.changelog_topic = SimpleNamespace(get_topic_name=lambda: f"{name}-changelog")
+
+    def set_persisted_offset(self, tp: Any, offset: int) -> None:
+        pass
+
+
+def _agent(producer: Producer) -> tuple[journeys.JourneysAgent, SimpleNamespace]:
+    settings = Settings(partitions=1, allowed_lateness_s=0, idle_advance_s=0)
+    app = SimpleNamespace(
+        producer=producer,
+        agent=lambda *a, **k: lambda f: f,
+        timer=lambda *a, **k: lambda f: f,
+        on_partitions_revoked=SimpleNamespace(connect=lambda f: f),
+    )
+
+    async def send(topic, key, value, *, partition=None, timestamp=None, headers=None):
+        await producer.send(topic, key, value, partition, timestamp, headers)
+
+    mw = SimpleNamespace(
+        settings=settings,
+        app=app,
+        by_journey=None,
+        journeys=Table(app, "journeys", "journey_state"),
+        clocks=Table(app, "clocks", "json"),
+        metrics=Metrics(),
+        send=send,
+    )
+    return journeys.register(mw), mw
+
+
+def _record(offset: int, value: bytes, key: bytes | None, headers: list[tuple[str, bytes]]) -> Any:
+    message = SimpleNamespace(topic="touchpoints-by-journey", partition=0, offset=offset)
+    return SimpleNamespace(message=message, key=key, value=value, headers=headers)
+
+
+def _batches() -> list[list[Any]]:
+    """Touchpoints, their source's progress, then two ticks far apart: the second fires the rest."""
+    lines = simulate(SimulationConfig(journeys=40, seed=3)).lines
+    touchpoints = []
+    for i, line in enumerate(lines):
+        event = orjson.loads(line)
+        key = (event.get("customer_id") or event["anonymous_id"]).encode()
+        touchpoints.append(_record(i, line, key, []))
+    # The source has read half way: the rest waits for the watermark, which the second tick moves on.
+    times = sorted(orjson.loads(line)["occurred_at"] for line in lines)
+    halfway_ms = int(datetime.fromisoformat(times[len(times) // 2]).timestamp() * 1000)
+    n = len(lines)
+    progress = encode_body({"source": "touchpoints:0", "max_seen_ms": halfway_ms})
+    return [
+        touchpoints,
+        [_record(n, progress, None, control_headers(SOURCE_PROGRESS))],
+        [_record(n + 1, encode_body({"wall_ms": 1_000}), None, control_headers(TICK))],
+        [_record(n + 2, encode_body({"wall_ms": 10**12}), None, control_headers(TICK))],
+    ]
+
+
+async def _run(producer: Producer) -> tuple[list[tuple[bytes | None, bytes | None]], SimpleNamespace]:
+    agent, mw = _agent(producer)
+    topic = mw.settings.moments_topic
+    *batches, last_tick = _batches()
+    for batch in batches:
+        await agent.process(batch)
+    before_tick = len(producer.to(topic))
+    await agent.process(last_tick)
+    moments = producer.to(topic)
+    assert len(moments) > before_tick, "the last tick should fire timeouts"
+    return moments, mw
+
+
+async def test_a_tick_sends_its_moments_even_when_the_clock_cannot_be_saved() -> None:
+    expected, _ = await _run(Producer())
+    got, _ = await _run(Producer(failing_topic=CLOCKS_CHANGELOG))
+    assert got == expected
+
+
+async def test_each_changed_journey_is_written_once_per_batch() -> None:
+    producer = Producer()
+    agent, mw = _agent(producer)
+    touchpoints = _batches()[0]
+    await agent.process(touchpoints)
+    written = [k for k, _ in producer.to("journeys-changelog")]
+    assert len(written) == len(set(written)) > 0
+    assert set(mw.journeys) == {k.decode() for k in written}
+    assert len(written) < len(touchpoints)
+    assert mw.clocks["0"] == agent.engines.engines[0].clock.to_dict()  # saved with the batch

@@ -1,0 +1,172 @@
+"""Running real ``motwatch`` processes in tests, and reading topics back.
+
+A worker is stopped by its PID: SIGTERM, a deadline, then SIGKILL. Nothing
+here sleeps for a fixed time; every wait polls a condition until a deadline.
+"""
+
+from __future__ import annotations
+
+import os
+import signal
+import socket
+import subprocess
+import sys
+import time
+from collections.abc import Callable
+from pathlib import Path
+from typing import Any
+
+import orjson
+from aiokafka import AIOKafkaConsumer, TopicPartition
+
+READY_MARK = "Worker]: Ready"
+
+
+def free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+def motwatch_env(bootstrap: str, prefix: str, **settings: Any) -> dict[str, str]:
+    """Environment for a motwatch process: broker, prefix, and any ``MOTWATCH_*`` setting."""
+    env = {k: v for k, v in os.environ.items() if not k.startswith("MOTWATCH_")}
+    env["MOTWATCH_BROKER"] = bootstrap
+    env["MOTWATCH_TOPIC_PREFIX"] = prefix
+    env.setdefault("MOTWATCH_WEB_PORT", str(free_port()))
+    for name, value in settings.items():
+        env[f"MOTWATCH_{name.upper()}"] = str(value)
+    env["PYTHONUNBUFFERED"] = "1"
+    return env
+
+
+def run_cli(
+    *args: str, env: dict[str, str], cwd: Path | None = None, timeout: float = 120
+) -> subprocess.CompletedProcess:
+    return subprocess.run(
+        [sys.executable, "-m", "motwatch.cli", *args],
+        env=env,
+        cwd=cwd,
+        capture_output=True,
+        timeout=timeout,
+        check=False,
+    )
+
+
+def detect_moments(path: Path, env: dict[str, str]) -> list[dict]:
+    """``motwatch detect`` on a file: the moments it reports, as dicts."""
+    done = run_cli("detect", str(path), env=env)
+    assert done.returncode == 0, done.stderr.decode()
+    return [orjson.loads(line) for line in done.stdout.splitlines()]
+
+
+def canonical(moments: list[dict]) -> list[bytes]:
+    """Moments in a form to compare whole, ids included, whatever order they came in."""
+    return sorted(orjson.dumps(m, option=orjson.OPT_SORT_KEYS) for m in moments)
+
+
+def wait_until(condition: Callable[[], bool], timeout: float, what: str, interval: float = 0.1) -> None:
+    deadline = time.monotonic() + timeout
+    while not condition():
+        if time.monotonic() > deadline:
+            raise AssertionError(f"timed out after {timeout:.0f}s waiting for {what}")
+        time.sleep(interval)
+
+
+class ServiceProcess:
+    """A long-running program in a subprocess, its output in a log file, stopped by its PID."""
+
+    name = "service"
+
+    def __init__(self, workdir: Path) -> None:
+        self.workdir = workdir
+        self.log_path = workdir / f"{self.name}-{time.monotonic_ns()}.log"
+        self.proc: subprocess.Popen[bytes] | None = None
+
+    def log(self) -> str:
+        return self.log_path.read_text(encoding="utf-8", errors="replace") if self.log_path.exists() else ""
+
+    def spawn(self, argv: list[str], env: dict[str, str] | None = None) -> None:
+        self.workdir.mkdir(parents=True, exist_ok=True)
+        with open(self.log_path, "wb") as log:
+            self.proc = subprocess.Popen(
+                argv, env=env, cwd=self.workdir, stdout=log, stderr=subprocess.STDOUT, start_new_session=True
+            )
+
+    def wait_ready(self, is_ready: Callable[[], bool], timeout: float, interval: float = 0.1) -> None:
+        """Until ``is_ready()``; a process that exits meanwhile fails at once, with its log."""
+
+        def ready() -> bool:
+            if self.proc is not None and self.proc.poll() is not None:
+                raise AssertionError(f"{self.name} exited with {self.proc.returncode}:\n{self.log()[-3000:]}")
+            return is_ready()
+
+        wait_until(ready, timeout, f"{self.name} to be ready", interval)
+
+    def alive(self) -> bool:
+        return self.proc is not None and self.proc.poll() is None
+
+    def stop(self, timeout: float = 30) -> int | None:
+        """SIGTERM, wait, then SIGKILL; returns the exit code (negative for a signal)."""
+        if self.proc is None:
+            return None
+        if self.proc.poll() is None:
+            self.proc.send_signal(signal.SIGTERM)
+            try:
+                self.proc.wait(timeout)
+            except subprocess.TimeoutExpired:
+                self.proc.kill()
+                self.proc.wait(10)
+        return self.proc.returncode
+
+
+class WorkerProcess(ServiceProcess):
+    """``motwatch worker`` in a subprocess."""
+
+    name = "worker"
+
+    def __init__(self, env: dict[str, str], workdir: Path) -> None:
+        super().__init__(workdir)
+        self.env = env
+
+    def start(self, timeout: float = 90) -> WorkerProcess:
+        self.spawn([sys.executable, "-m", "motwatch.cli", "worker"], self.env)
+        self.wait_ready(lambda: READY_MARK in self.log(), timeout)
+        return self
+
+    def __enter__(self) -> WorkerProcess:
+        return self.start()
+
+    def __exit__(self, *exc: object) -> None:
+        self.stop()
+
+
+async def read_topic(
+    bootstrap: str,
+    topic: str,
+    until: Callable[[list[Any]], bool],
+    timeout: float = 60,
+) -> list[Any]:
+    """Every record of ``topic`` from the beginning, read until ``until(records)`` holds or time is up."""
+    consumer = AIOKafkaConsumer(bootstrap_servers=bootstrap, enable_auto_commit=False)
+    await consumer.start()
+    records: list[Any] = []
+    try:
+        deadline = time.monotonic() + timeout
+        partitions: set[int] | None = None
+        while partitions is None:
+            partitions = consumer.partitions_for_topic(topic)
+            if partitions is None:
+                await consumer._client.force_metadata_update()  # the topic may not exist yet
+                if time.monotonic() > deadline:
+                    return records
+        tps = [TopicPartition(topic, p) for p in sorted(partitions)]
+        consumer.assign(tps)
+        await consumer.seek_to_beginning(*tps)
+        while not until(records) and time.monotonic() < deadline:
+            batch = await consumer.getmany(timeout_ms=250)
+            for messages in batch.values():
+                records.extend(messages)
+    finally:
+        await consumer.stop()
+    return records

@@ -31,11 +31,12 @@ from motwatch.streams.records import (
     forwarded_headers,
     header_map,
 )
-from motwatch.streams.writebehind import WriteBehind
+from motwatch.streams.writebehind import PackedWriteBehind, WriteBehind
 
 from motwatch.clock import NEVER, PartitionClock
 from motwatch.deadletter import dead_letter_record, encode_dead_letter, kafka_source
 from motwatch.engine import JourneyEngine, Step
+from motwatch.journey import JourneyState
 from motwatch.validation import Rejection, validate_touchpoint
 
 log = logging.getLogger("motwatch.journeys")
@@ -58,7 +59,7 @@ class PartitionEngines:
     def __init__(self, mw: Motwatch) -> None:
         self.mw = mw
         self.engines: dict[int, JourneyEngine] = {}
-        self.stores: dict[int, WriteBehind] = {}
+        self.stores: dict[int, PackedWriteBehind] = {}
         self.clocks: dict[int, WriteBehind] = {}
         # Partitions that had records since the last flush: their clocks are saved with it.
         self.touched: set[int] = set()
@@ -78,7 +79,14 @@ class PartitionEngines:
                     idle_advance_ms=round(settings.idle_advance_s * 1000),
                 )
             )
-            store = self.stores[partition] = WriteBehind(self.mw.journeys, partition)
+            store = self.stores[partition] = PackedWriteBehind(
+                self.mw.journeys,
+                partition,
+                pack=JourneyState.pack,
+                unpack=JourneyState.unpack,
+                count=JourneyState.open_timeouts,
+                hot=_waits_for_the_watermark,
+            )
             self.clocks[partition] = WriteBehind(self.mw.clocks, partition)
             engine = JourneyEngine(settings, store=store, clock=clock)
             engine.restore(
@@ -113,6 +121,10 @@ class PartitionEngines:
         self.engines.clear()
         self.stores.clear()
         self.clocks.clear()
+
+
+def _waits_for_the_watermark(state: JourneyState) -> bool:
+    return bool(state.pending)
 
 
 @dataclass
@@ -253,7 +265,8 @@ def register(mw: Motwatch) -> JourneysAgent:
         assigned are dropped.
         """
         mw.metrics.active_journeys.set(sum(e.journey_count() for e in engines.engines.values()))
-        mw.metrics.open_timeouts.set(sum(e.open_timeouts() for e in engines.engines.values()))
+        # Counted as journeys are read and written (the store keeps them packed).
+        mw.metrics.open_timeouts.set(sum(s.total() for s in engines.stores.values()))
         consumer = mw.app.consumer
         assigned = [tp for tp in consumer.assignment() if tp.topic in sources]
         lags: dict[tuple[str, int], int] = {}

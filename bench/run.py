@@ -159,6 +159,10 @@ class Run:
             self.errors[name] = f"{type(exc).__name__}: {exc}"
             log(f"{name} failed:\n{traceback.format_exc()}")
             return None
+        if isinstance(result, dict) and result.get("errors"):
+            # Some points failed, the others stand: the run still reports the failure.
+            self.errors[name] = "; ".join(result["errors"])
+            log(f"{name} partly failed: {self.errors[name]}")
         if isinstance(result, dict) and not name.startswith("_"):
             result["load_before"] = load_before
             result["load_after"] = loadavg()

@@ -415,13 +415,7 @@ class JourneyEngine:
     # -- introspection --------------------------------------------------------
     def open_timeouts(self) -> int:
         """Open deadlines across the partition's journeys (for the gauge)."""
-        return sum(
-            1
-            for state in self.store.values()
-            for items in (state.checkouts, state.chats, state.onboardings)
-            for item in items.values()
-            if item.get("state") == "open"
-        )
+        return sum(state.open_timeouts() for state in self.store.values())
 
     def journey_count(self) -> int:
         """Journeys (and aliases) of this partition held in state: each has one timer entry."""

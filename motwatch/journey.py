@@ -8,6 +8,7 @@ or rebalanced worker resumes exactly where the last one stopped.
 from __future__ import annotations
 
 import bisect
+import zlib
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -20,6 +21,10 @@ STATE_VERSION = 1
 # Open or settled items kept per journey (checkouts, chats, …): the newest win.
 MAX_ITEMS = 64
 MAX_ORDERS = 32
+
+
+# Written even when empty or zero; every other field only when it holds something.
+_ALWAYS_STORED = frozenset({"key", "first_seen_ms", "last_seen_ms"})
 
 
 class StateVersionError(ValueError):
@@ -97,10 +102,20 @@ class JourneyState:
         self.reported[token] = at_ms
         return True
 
+    def open_timeouts(self) -> int:
+        """Open items (checkouts, chats, onboardings) that wait for a deadline."""
+        return sum(
+            1
+            for items in (self.checkouts, self.chats, self.onboardings)
+            for item in items.values()
+            if item.get("state") == "open"
+        )
+
     # -- serialisation ------------------------------------------------------
     def to_dict(self) -> dict[str, Any]:
-        return {
-            "v": STATE_VERSION,
+        """The state as JSON types; empty collections and a null ``merged_into`` are left out
+        (they read back as their defaults), which keeps stored states small."""
+        full = {
             "key": self.key,
             "first_seen_ms": self.first_seen_ms,
             "last_seen_ms": self.last_seen_ms,
@@ -117,6 +132,11 @@ class JourneyState:
             "merged_into": self.merged_into,
             "merges": self.merges,
         }
+        out: dict[str, Any] = {"v": STATE_VERSION}
+        for name, value in full.items():
+            if value or name in _ALWAYS_STORED:
+                out[name] = value
+        return out
 
     @classmethod
     def from_dict(cls, data: dict[str, Any]) -> JourneyState:
@@ -137,6 +157,20 @@ class JourneyState:
     @classmethod
     def from_json(cls, raw: bytes) -> JourneyState:
         return cls.from_dict(orjson.loads(raw))
+
+    def pack(self) -> bytes:
+        """The state as a table keeps it and writes its changelog: JSON, deflated.
+
+        A worker holds every journey of its partitions; packed, a journey is
+        about a sixth of its objects' memory. Level 1: nearly all of the
+        saving for the least CPU.
+        """
+        return zlib.compress(self.to_json(), 1)
+
+    @classmethod
+    def unpack(cls, raw: bytes) -> JourneyState:
+        """A state from :meth:`pack`, or plain JSON (as written before states were packed)."""
+        return cls.from_json(raw if raw[:1] == b"{" else zlib.decompress(raw))
 
 
 def trim_items(items: dict[str, dict[str, Any]]) -> None:

@@ -16,19 +16,8 @@ from aiokafka.partitioner import murmur2
 from faust.sensors.prometheus import PrometheusMonitor, setup_prometheus_sensors
 from faust.serializers import codecs
 
-from motwatch.journey import JourneyState
 from motwatch.metrics import Metrics
 from motwatch.settings import Settings
-
-
-class JourneyStateCodec(codecs.Codec):
-    """Journey state to and from the table's changelog, as versioned JSON."""
-
-    def _dumps(self, obj: Any) -> bytes:
-        return obj.to_json()
-
-    def _loads(self, s: bytes) -> Any:
-        return JourneyState.from_json(s)
 
 
 class TextCodec(codecs.Codec):
@@ -41,7 +30,6 @@ class TextCodec(codecs.Codec):
         return s.decode("utf-8")
 
 
-codecs.register("journey_state", JourneyStateCodec())
 codecs.register("text", TextCodec())
 
 
@@ -104,7 +92,7 @@ class Motwatch:
     by_journey: faust.TopicT
     moments: faust.TopicT
     deadletter: faust.TopicT
-    journeys: Any  # faust Table[str, JourneyState]
+    journeys: Any  # faust Table[str, bytes]: JourneyState.pack()
     clocks: Any  # faust Table[str, dict]
     metrics: Metrics
 
@@ -190,7 +178,9 @@ def create_app(settings: Settings) -> Motwatch:
         by_journey=_raw_topic(app, settings.by_journey_topic, partitions),
         moments=_raw_topic(app, settings.moments_topic, partitions),
         deadletter=_raw_topic(app, settings.deadletter_topic, partitions),
-        journeys=_table(app, "journeys", partitions, "journey_state"),
+        # Journey states stay the changelog's bytes (JourneyState.pack) in the store;
+        # the journey agent unpacks the ones it works on (streams/writebehind.py).
+        journeys=_table(app, "journeys", partitions, "raw"),
         clocks=_table(app, "clocks", partitions, "json"),
         metrics=Metrics(),
     )

@@ -5,12 +5,17 @@ table itself each assignment is a changelog record of the whole state. This
 view keeps the changes of a batch pending (reads see them) and writes each
 changed key to the table's store and changelog once, when the batch is
 flushed, which the agent does before the batch's offsets can be committed.
+
+:class:`PackedWriteBehind` goes further for journey states: between batches
+the store keeps each state as its changelog bytes (a sixth of the memory of
+the objects), and a read unpacks it. Only journeys a batch touches are
+objects, and only until the batch is flushed.
 """
 
 from __future__ import annotations
 
 import logging
-from collections.abc import Iterator, MutableMapping
+from collections.abc import Callable, Iterator, MutableMapping
 from typing import Any
 
 from faust.serializers import codecs
@@ -31,9 +36,7 @@ class WriteBehind(MutableMapping[str, Any]):
         self.pending: dict[str, Any] = {}
 
     def __getitem__(self, key: str) -> Any:
-        value = self.pending.get(key, None)
-        if value is None:
-            return self.data[key]
+        value = self.get(key, _DELETED)
         if value is _DELETED:
             raise KeyError(key)
         return value
@@ -41,8 +44,15 @@ class WriteBehind(MutableMapping[str, Any]):
     def get(self, key: str, default: Any = None) -> Any:  # type: ignore[override]
         value = self.pending.get(key, None)
         if value is None:
-            return self.data.get(key, default)
+            return self._stored(key, default)
         return default if value is _DELETED else value
+
+    def _stored(self, key: str, default: Any) -> Any:
+        return self.data.get(key, default)
+
+    def _packed(self, key: str, value: Any) -> Any:
+        """What the store keeps for ``value``."""
+        return value
 
     def __setitem__(self, key: str, value: Any) -> None:
         self.pending[key] = value
@@ -83,13 +93,80 @@ class WriteBehind(MutableMapping[str, Any]):
         for key, value in pending.items():
             if value is _DELETED:
                 self.data.pop(key, None)
+                self._forgotten(key)
                 body = None
             else:
-                self.data[key] = value
-                body = codecs.dumps(value_codec, value)
+                stored = self.data[key] = self._packed(key, value)
+                body = codecs.dumps(value_codec, stored)
             fut = await producer.send(topic, codecs.dumps(key_codec, key), body, self.partition, None, None)
             fut.add_done_callback(lambda f: _persisted(self.data, tp, f))
         return len(pending)
+
+    def _forgotten(self, key: str) -> None:
+        """``key`` was deleted from the store."""
+
+
+class PackedWriteBehind(WriteBehind):
+    """A write-behind view whose store keeps each value as bytes (the table's codec is raw).
+
+    ``pack``/``unpack`` turn a value into its changelog bytes and back.
+    Values for which ``hot`` is true (journeys with events waiting for the
+    watermark: they are touched again within the allowed lateness) are also
+    kept as objects beside the store, so the busiest journeys are not
+    unpacked over and over; the others are unpacked afresh on every read.
+    Whoever changes a value assigns it again (the journey engine always
+    does), which makes it pending until the flush. ``count`` is kept per key
+    for the values read or written, so a gauge can sum it without unpacking
+    every value (``total``).
+    """
+
+    def __init__(
+        self,
+        table: Any,
+        partition: int,
+        pack: Callable[[Any], bytes],
+        unpack: Callable[[bytes], Any],
+        count: Callable[[Any], int],
+        hot: Callable[[Any], bool],
+    ) -> None:
+        super().__init__(table, partition)
+        self.pack, self.unpack, self.count, self.is_hot = pack, unpack, count, hot
+        self.counts: dict[str, int] = {}
+        self.hot: dict[str, Any] = {}
+
+    def _stored(self, key: str, default: Any) -> Any:
+        value = self.hot.get(key, None)
+        if value is not None:
+            return value
+        raw = self.data.get(key, None)
+        if raw is None:
+            return default
+        value = self.unpack(raw)
+        self._counted(key, value)
+        return value
+
+    def _packed(self, key: str, value: Any) -> Any:
+        self._counted(key, value)
+        if self.is_hot(value):
+            self.hot[key] = value
+        else:
+            self.hot.pop(key, None)
+        return self.pack(value)
+
+    def _counted(self, key: str, value: Any) -> None:
+        n = self.count(value)
+        if n:
+            self.counts[key] = n
+        else:
+            self.counts.pop(key, None)
+
+    def _forgotten(self, key: str) -> None:
+        self.counts.pop(key, None)
+        self.hot.pop(key, None)
+
+    def total(self) -> int:
+        """The sum of ``count`` over the values read or written through this view."""
+        return sum(self.counts.values())
 
 
 def _persisted(store: Any, tp: TP, fut: Any) -> None:

@@ -6,6 +6,8 @@ watermark (latest event time - 120 s) reaches it. Nothing here waits for real ti
 
 from __future__ import annotations
 
+import orjson
+
 from motwatch.clock import NEVER, PartitionClock
 from motwatch.detect import run_detect
 from motwatch.engine import JourneyEngine
@@ -341,6 +343,20 @@ def test_dedupe_memory_survives_serialisation():
     again = JourneyState.from_json(state.to_json())
     assert again.seen == state.seen == {"id2": 20, "id3": 30, "id4": 40}
     assert again.to_json() == state.to_json()
+
+
+def test_a_packed_state_reads_back_the_same_and_plain_json_still_reads():
+    f = Feed()
+    f(touch("checkout_started", 0, cart_id="c1"), touch("chat_message", 5, sender="customer", chat_id="h1"))
+    state = f.engine.store[CUSTOMER]
+    packed = state.pack()
+    assert len(packed) < len(state.to_json())
+    assert JourneyState.unpack(packed).to_json() == state.to_json()
+    assert JourneyState.unpack(state.to_json()).to_json() == state.to_json()
+    # Empty collections are left out of the stored form and read back as empty.
+    empty = JourneyState(key="k", first_seen_ms=1, last_seen_ms=2)
+    assert orjson.loads(empty.to_json()) == {"v": 1, "key": "k", "first_seen_ms": 1, "last_seen_ms": 2}
+    assert JourneyState.unpack(empty.pack()) == empty
 
 
 def test_restore_rebuilds_the_timers():

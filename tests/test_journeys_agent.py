@@ -18,6 +18,7 @@ import orjson
 from motwatch.agents import journeys
 from motwatch.streams.records import SOURCE_PROGRESS, TICK, control_headers, encode_body
 
+from motwatch.journey import JourneyState
 from motwatch.metrics import Metrics
 from motwatch.settings import Settings
 from motwatch.simulate import SimulationConfig, simulate
@@ -73,7 +74,7 @@ def _agent(producer: Producer) -> tuple[journeys.JourneysAgent, SimpleNamespace]
         settings=settings,
         app=app,
         by_journey=None,
-        journeys=Table(app, "journeys", "journey_state"),
+        journeys=Table(app, "journeys", "raw"),
         clocks=Table(app, "clocks", "json"),
         metrics=Metrics(),
         send=send,
@@ -136,3 +137,46 @@ async def test_each_changed_journey_is_written_once_per_batch() -> None:
     assert set(mw.journeys) == {k.decode() for k in written}
     assert len(written) < len(touchpoints)
     assert mw.clocks["0"] == agent.engines.engines[0].clock.to_dict()  # saved with the batch
+
+
+async def test_journeys_rest_in_the_table_as_their_changelog_bytes() -> None:
+    producer = Producer()
+    agent, mw = _agent(producer)
+    touchpoints, progress, *_ = _batches()
+    await agent.process(touchpoints)
+    await agent.process(progress)  # journeys whose events all came before it are applied
+    last_written = dict(producer.to("journeys-changelog"))
+    assert mw.journeys and all(isinstance(v, bytes) for v in mw.journeys.values())
+    assert {k.encode(): v for k, v in mw.journeys.items()} == last_written
+    store = agent.engines.stores[0]
+    # Journeys with events waiting for the watermark stay objects too; the rest are unpacked afresh.
+    assert store.hot and set(store.hot) < set(mw.journeys)
+    for key, state in store.hot.items():
+        assert state.pending and store[key] is state and state.pack() == mw.journeys[key]
+    key = next(k for k in mw.journeys if k not in store.hot)
+    first, second = store[key], store.get(key)
+    assert first is not second and first.pack() == second.pack() == mw.journeys[key]
+    assert not first.pending
+
+
+async def test_open_timeouts_are_counted_without_unpacking_every_journey() -> None:
+    agent, mw = _agent(Producer())
+    touchpoints, progress, *_ = _batches()
+    await agent.process(touchpoints)
+    await agent.process(progress)  # the first half is applied: checkouts and chats are open
+
+    def truth() -> int:
+        return sum(JourneyState.unpack(v).open_timeouts() for v in mw.journeys.values())
+
+    assert agent.engines.stores[0].total() == truth() > 0
+    # A restarted worker: a fresh agent over the same table counts them as it restores.
+    again = journeys.register(mw)
+    again.engines.get(0)
+    assert again.engines.stores[0].total() == truth()
+    # Deleting a journey forgets its count.
+    store = again.engines.stores[0]
+    key = max(store.counts, key=store.counts.__getitem__)
+    expected = truth() - store.counts[key]
+    del store[key]
+    await store.flush()
+    assert store.total() == truth() == expected

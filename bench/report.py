@@ -10,7 +10,8 @@ TARGETS = {
     "e2e_events_per_s_per_worker": 50_000,
     "e2e_ratio_to_raw": 0.5,
     "latency_p99_ms": 100,
-    "memory_bytes_per_journey": 1024,
+    # Was 1 KiB (the issue's); met on 2026-11-23 (889 B at 100,000 journeys, 795 B at a million).
+    "memory_bytes_per_journey": 512,
 }
 
 
@@ -194,7 +195,7 @@ def table(result: dict[str, Any], previous: dict[str, Any] | None = None) -> str
             f"memory per active journey at {_n(point['journeys'])} (recovered state)",
             _n(point.get("bytes_per_journey"), " B"),
             f"RSS {_n(point['rss_kib'] / 1024)} MiB vs {_n(mem.get('rss_empty_kib', 0) / 1024)} MiB empty",
-            _mark(_target(point.get("bytes_per_journey"), 1024, "<=")),
+            _mark(_target(point.get("bytes_per_journey"), TARGETS["memory_bytes_per_journey"], "<=")),
         )
     if e2e.get("bytes_per_journey_live"):
         row(

@@ -11,8 +11,6 @@ import socket
 import stat
 import subprocess
 import sys
-import time
-from collections.abc import Callable
 from pathlib import Path
 
 import pytest
@@ -26,6 +24,7 @@ from motwatch.broker import (
     lib_dir,
 )
 from motwatch.transport import create_topics, produce_lines, record, wait_for_broker
+from tests.workers import wait_until
 
 
 def _gone(pid: int) -> bool:
@@ -39,14 +38,6 @@ def _gone(pid: int) -> bool:
     except (OSError, IndexError):
         return True
     return state in ("Z", "X")
-
-
-def _wait_until(condition: Callable[[], bool], timeout: float, what: str) -> None:
-    deadline = time.monotonic() + timeout
-    while not condition():
-        if time.monotonic() > deadline:
-            pytest.fail(f"timed out after {timeout}s waiting for {what}")
-        time.sleep(0.05)
 
 
 def _children(pid: int) -> list[int]:
@@ -110,7 +101,7 @@ def test_stop_leaves_no_jvm_and_no_temp_dir() -> None:
         assert broker.bootstrap == f"127.0.0.1:{broker.port}"
         assert not _gone(pid)
         log = broker.log_path  # the listener opens a moment before this line is logged
-        _wait_until(lambda: "Kafka Server started" in log.read_text(), 10, "the started line")
+        wait_until(lambda: "Kafka Server started" in log.read_text(), 10, "the started line", interval=0.05)
         with socket.create_connection(("127.0.0.1", broker.port), timeout=2):
             pass
     assert _gone(pid)
@@ -202,7 +193,7 @@ def test_foreground_broker_stops_cleanly_on_sigterm(tmp_path: Path) -> None:
 
         proc.send_signal(signal.SIGTERM)
         assert proc.wait(timeout=40) == 0
-        _wait_until(lambda: _gone(jvms[0]), 10, f"JVM pid {jvms[0]} to exit")
+        wait_until(lambda: _gone(jvms[0]), 10, f"JVM pid {jvms[0]} to exit", interval=0.05)
     finally:
         if proc.poll() is None:
             proc.kill()

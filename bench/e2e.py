@@ -161,6 +161,10 @@ async def run_workers(
         result["worker_cpu_share"] = {
             w.name: round((cpu_seconds(w.pid) or 0) / max(elapsed, 1e-9), 2) for w in procs
         }
+        log(
+            f"{done:,} events in {elapsed:.1f}s: {result['events_per_s']} events/s; "
+            f"worker CPU share {result['worker_cpu_share']}, broker CPU {result.get('broker_cpu_s', '?')} s"
+        )
         result["rss_ready_kib"] = rss_ready
         result["rss_end_kib"] = {w.name: rss_kib(w.pid) for w in procs}
         if gauges:

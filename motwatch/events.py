@@ -12,6 +12,7 @@ import re
 from datetime import datetime
 from typing import Annotated, Any, Generic, Literal, TypeVar, Union
 
+import orjson
 from pydantic import (
     AwareDatetime,
     BaseModel,
@@ -323,3 +324,15 @@ AnyTouchpoint = Annotated[
     Field(discriminator="type"),
 ]
 TOUCHPOINT_ADAPTER: TypeAdapter[Touchpoint] = TypeAdapter(AnyTouchpoint)
+
+
+def touchpoint_from_stored(stored: dict[str, Any]) -> Touchpoint:
+    """A held event read back from journey state (its ``stored`` form).
+
+    The form it came from is kept as its ``stored``: a held event is written
+    again with its journey on every change, and dumping it anew would cost
+    more than reading it did.
+    """
+    event = TOUCHPOINT_ADAPTER.validate_json(orjson.dumps(stored))
+    event.__dict__["stored"] = stored
+    return event

@@ -14,7 +14,7 @@ from typing import Any
 
 import orjson
 
-from motwatch.events import TOUCHPOINT_ADAPTER, Touchpoint
+from motwatch.events import Touchpoint, touchpoint_from_stored
 
 STATE_VERSION = 1
 
@@ -146,9 +146,7 @@ class JourneyState:
                 f"journey state version {version} is newer than this motwatch ({STATE_VERSION})"
             )
         fields = {k: v for k, v in data.items() if k != "v"}
-        fields["pending"] = [
-            TOUCHPOINT_ADAPTER.validate_json(orjson.dumps(e)) for e in data.get("pending", [])
-        ]
+        fields["pending"] = [touchpoint_from_stored(e) for e in data.get("pending", [])]
         return cls(**fields)
 
     def to_json(self) -> bytes:

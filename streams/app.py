@@ -15,6 +15,7 @@ import faust
 from aiokafka.partitioner import murmur2
 from faust.sensors.prometheus import PrometheusMonitor, setup_prometheus_sensors
 from faust.serializers import codecs
+from motwatch.streams.consumer import PromptConsumer
 
 from motwatch.metrics import Metrics
 from motwatch.settings import Settings
@@ -170,6 +171,8 @@ def create_app(settings: Settings) -> Motwatch:
         web_router_enabled=False,
         stream_wait_empty=False,
     )
+    # Records reach the streams without four tasks each (streams/consumer.py).
+    app.transport.Consumer = PromptConsumer
     partitions = settings.partitions
     mw = Motwatch(
         settings=settings,

@@ -28,33 +28,33 @@ async def test_a_delivery_that_need_not_wait_is_done_at_once() -> None:
         steps.append("delivered")
         return 7
 
-    other = consumer.suspend_flow.wait()
-    outcome = consumer.wait_first(deliver(), other)
+    delivery, other = deliver(), consumer.suspend_flow.wait()
+    outcome = consumer.wait_first(delivery, other)
     # Nothing was scheduled: one step of the awaiting coroutine finishes it.
     with pytest.raises(StopIteration) as finished:
         outcome.send(None)
     result = finished.value.value
-    assert result.results == [7] and not result.stopped
-    assert result.done[0].__qualname__.endswith("deliver")
+    assert result.done == [delivery] and result.results == [7] and not result.stopped
     assert steps == ["delivered"]
     assert inspect.getcoroutinestate(other) == inspect.CORO_CLOSED
 
 
 async def test_a_delivery_that_waits_is_resumed_and_reported_as_itself() -> None:
     consumer = make_consumer()
-    gate = asyncio.Event()
+    gate, at_gate = asyncio.Event(), asyncio.Event()
     steps: list[str] = []
 
     async def deliver() -> int:
         steps.append("started")
+        at_gate.set()
         await gate.wait()
         steps.append("resumed")
-        await asyncio.sleep(0)
+        await asyncio.sleep(0)  # suspends once more: the resumed delivery is driven to its end
         return 8
 
     delivery = deliver()
     waiting = asyncio.ensure_future(consumer.wait_first(delivery, consumer.suspend_flow.wait()))
-    await asyncio.sleep(0)
+    await asyncio.wait_for(at_gate.wait(), 5)
     assert steps == ["started"] and not waiting.done()
     gate.set()
     result = await asyncio.wait_for(waiting, 5)
@@ -64,20 +64,22 @@ async def test_a_delivery_that_waits_is_resumed_and_reported_as_itself() -> None
 
 async def test_suspending_the_flow_abandons_a_waiting_delivery() -> None:
     consumer = make_consumer()
-    cancelled = asyncio.Event()
+    blocked, cancelled = asyncio.Event(), asyncio.Event()
 
     async def deliver() -> None:
         try:
+            blocked.set()
             await asyncio.Event().wait()  # a stream buffer that never drains
         except asyncio.CancelledError:
             cancelled.set()
             raise
 
-    waiting = asyncio.ensure_future(consumer.wait_first(deliver(), consumer.suspend_flow.wait()))
-    await asyncio.sleep(0)
+    suspended = consumer.suspend_flow.wait()
+    waiting = asyncio.ensure_future(consumer.wait_first(deliver(), suspended))
+    await asyncio.wait_for(blocked.wait(), 5)
     consumer.suspend_flow.set()
     result = await asyncio.wait_for(waiting, 5)
-    assert len(result.done) == 1 and result.done[0].__qualname__.endswith("wait")
+    assert result.done == [suspended]
     await asyncio.wait_for(cancelled.wait(), 5)
 
 
@@ -93,7 +95,7 @@ async def test_errors_of_a_delivery_reach_the_fetch_loop_either_way() -> None:
     assert inspect.getcoroutinestate(other) == inspect.CORO_CLOSED
 
     async def fails_later() -> None:
-        await asyncio.sleep(0)
+        await asyncio.sleep(0)  # suspends: the error comes from the resumed delivery
         raise ValueError("bad later")
 
     with pytest.raises(ValueError, match="bad later"):

@@ -70,6 +70,10 @@ class cached_property(Generic[T]):
         value = instance.__dict__[self.name] = self.func(instance)
         return value
 
+    def prime(self, instance: Any, value: T) -> None:
+        """Set the value already known, so the first read does not compute it."""
+        instance.__dict__[self.name] = value
+
 
 Id = Annotated[str, Field(min_length=1, max_length=512)]
 HttpStatus = Annotated[int, Field(ge=100, le=599)]
@@ -334,5 +338,5 @@ def touchpoint_from_stored(stored: dict[str, Any]) -> Touchpoint:
     more than reading it did.
     """
     event = TOUCHPOINT_ADAPTER.validate_json(orjson.dumps(stored))
-    event.__dict__["stored"] = stored
+    Touchpoint.stored.prime(event, stored)
     return event

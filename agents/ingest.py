@@ -1,9 +1,15 @@
-"""Ingest agent: validate every touchpoint, re-key it by journey, dead-letter the rest.
+"""Ingest: validate every touchpoint as read, dead-letter the rest, and route it to its journey.
 
-It sends to the re-keyed topic itself, with an explicit key and the event's
-own time as the record timestamp (``group_by`` would drop the timestamp), and
-tells each re-keyed partition how far its source partition has read, which
-is what drives event time downstream.
+A touchpoint read from the partition its journey lives on (the producer keyed
+it by journey, as ``motwatch produce`` does) is applied there and then by the
+journey agent, which reads the touchpoints topic too: one record consumed and
+validated once. Any other touchpoint is re-keyed: sent to the re-keyed topic
+with its journey key and its own time as the record timestamp.
+
+Every partition of the re-keyed topic is told how far each source partition
+has read, which is what drives event time downstream. Records of one source
+reach one journey partition by one path only (directly, or through the
+re-keyed topic), so such news never overtakes an event it covers.
 """
 
 from __future__ import annotations
@@ -11,7 +17,7 @@ from __future__ import annotations
 import logging
 from typing import Any
 
-from motwatch.streams.app import Motwatch
+from motwatch.streams.app import Motwatch, partition_for_key
 from motwatch.streams.records import (
     SOURCE_PROGRESS,
     control_headers,
@@ -20,13 +26,10 @@ from motwatch.streams.records import (
 )
 
 from motwatch.deadletter import dead_letter_record, encode_dead_letter, kafka_source
+from motwatch.events import Touchpoint
 from motwatch.validation import Rejection, validate_touchpoint
 
 log = logging.getLogger("motwatch.ingest")
-
-# Records taken at a time, and the longest wait for a batch to fill.
-BATCH_MAX = 1000
-BATCH_WITHIN_S = 0.01
 
 
 class SourceProgress:
@@ -47,58 +50,78 @@ class SourceProgress:
         return news
 
 
-def register(mw: Motwatch) -> None:
-    progress = SourceProgress()
-    send = mw.send
-    deadletter_topic = mw.settings.deadletter_topic
-    by_journey_topic = mw.settings.by_journey_topic
+class Ingest:
+    """What becomes of one touchpoint record as read: applied here, re-keyed, or dead-lettered.
 
-    async def reject(raw: bytes, reason: Rejection, message: Any, key: bytes | None) -> None:
-        record = dead_letter_record(
-            raw, reason, kafka_source(message.topic, message.partition, message.offset)
-        )
-        mw.metrics.rejected.labels(reason.reason).inc()
-        await send(deadletter_topic, key, encode_dead_letter(record))
+    ``direct``: the touchpoints topic is partitioned like the re-keyed topic, so
+    the worker that reads a touchpoint partition also owns the journeys of the
+    same partition number (Faust assigns topics with equal partition counts
+    together). Fixed for the worker's life: were it to change while running,
+    a source's records could reach a journey partition by two paths, and its
+    progress overtake an event still on its way.
+    """
 
-    metrics = mw.metrics
-    timer = metrics.processing.labels("ingest").time
+    def __init__(self, mw: Motwatch, *, direct: bool) -> None:
+        self.mw = mw
+        self.direct = direct
+        self.partitions = mw.settings.partitions
+        self.progress = SourceProgress()
 
-    async def handle(event: Any) -> None:
+    async def take(self, event: Any) -> tuple[Touchpoint, str, int] | None:
+        """The touchpoint to apply on this partition, with its source and how far that has read.
+
+        None when the record was re-keyed to another partition or dead-lettered.
+        """
+        mw = self.mw
+        metrics = mw.metrics
         metrics.received.inc()
         message = event.message
         raw = event.value if isinstance(event.value, bytes) else bytes(event.value or b"")
         try:
             result = validate_touchpoint(raw)
             if isinstance(result, Rejection):
-                await reject(raw, result, message, event.key)
-                return
+                await self.reject(raw, result, message, event.key)
+                return None
             metrics.accept(result)
             source = f"{message.topic}:{message.partition}"
-            read = progress.observe(source, result.occurred_ms)
-            await send(
-                by_journey_topic,
-                result.journey_key.encode(),
+            read = self.progress.observe(source, result.occurred_ms)
+            key = result.journey_key
+            if self.direct and partition_for_key(key, self.partitions) == message.partition:
+                return result, source, read
+            await mw.send(
+                mw.settings.by_journey_topic,
+                key.encode(),
                 raw,
                 timestamp=result.occurred_ms / 1000,
                 headers=touchpoint_headers(source, read),
             )
         except Exception as exc:  # one bad message never stops the stream
             log.exception("ingest failed on %s[%s]@%s", message.topic, message.partition, message.offset)
-            await reject(raw, Rejection("internal_error", f"{type(exc).__name__}: {exc}"), message, event.key)
+            await self.reject(
+                raw, Rejection("internal_error", f"{type(exc).__name__}: {exc}"), message, event.key
+            )
+        return None
 
-    @mw.app.agent(mw.touchpoints, name="ingest")
-    async def ingest(stream: Any) -> None:
-        async for batch in stream.take_events(BATCH_MAX, within=BATCH_WITHIN_S):
-            for event in batch:
-                with timer():
-                    await handle(event)
+    async def reject(self, raw: bytes, reason: Rejection, message: Any, key: bytes | None) -> None:
+        record = dead_letter_record(
+            raw, reason, kafka_source(message.topic, message.partition, message.offset)
+        )
+        self.mw.metrics.rejected.labels(reason.reason).inc()
+        await self.mw.send(self.mw.settings.deadletter_topic, key, encode_dead_letter(record))
+
+
+def register(mw: Motwatch, *, direct: bool) -> Ingest:
+    """The ingest step the journey agent runs on each touchpoint, and the timer that announces progress."""
+    ingest = Ingest(mw, direct=direct)
 
     @mw.app.timer(interval=mw.settings.progress_interval_s, name="announce_progress")
     async def announce_progress() -> None:
         """Tell every re-keyed partition how far each source partition has read."""
-        for source, read in progress.unannounced().items():
+        for source, read in ingest.progress.unannounced().items():
             body = encode_body({"source": source, "max_seen_ms": read})
             for partition in range(mw.settings.partitions):
                 await mw.by_journey.send(
                     key=None, value=body, partition=partition, headers=control_headers(SOURCE_PROGRESS)
                 )
+
+    return ingest

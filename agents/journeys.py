@@ -1,11 +1,15 @@
 """Journey agent: drives one JourneyEngine per partition of the re-keyed topic.
 
-Journey state lives in a changelog-backed table, so a restarted or rebalanced
-worker resumes with the same journeys and open timeouts; the timer index is
-rebuilt from the table when a partition is (re)assigned. Records are taken
-in batches: each changed journey, and the clock of each partition that had
-records, is written once per batch, before the batch's offsets can be
-committed. A leader timer ticks every partition so quiet ones still move on.
+It reads the touchpoints as produced and the re-keyed records, both
+partitioned alike: a touchpoint already on its journey's partition is applied
+at once, any other is re-keyed (``agents/ingest.py``) and applied when it
+comes back on the re-keyed topic. Journey state lives in a changelog-backed
+table, so a restarted or rebalanced worker resumes with the same journeys and
+open timeouts; the timer index is rebuilt from the table when a partition is
+(re)assigned. Records are taken in batches: each changed journey, and the
+clock of each partition that had records, is written once per batch, before
+the batch's offsets can be committed. A leader timer ticks every partition so
+quiet ones still move on.
 """
 
 from __future__ import annotations
@@ -16,6 +20,7 @@ from collections.abc import Awaitable, Callable, Iterable
 from dataclasses import dataclass
 from typing import Any
 
+from motwatch.agents.ingest import Ingest
 from motwatch.streams.app import Motwatch, partition_for_key
 from motwatch.streams.records import (
     MERGE,
@@ -36,6 +41,7 @@ from motwatch.streams.writebehind import PackedWriteBehind, WriteBehind
 from motwatch.clock import NEVER, PartitionClock
 from motwatch.deadletter import dead_letter_record, encode_dead_letter, kafka_source
 from motwatch.engine import JourneyEngine, Step
+from motwatch.events import Touchpoint
 from motwatch.journey import JourneyState
 from motwatch.validation import Rejection, validate_touchpoint
 
@@ -148,7 +154,7 @@ class JourneysAgent:
             await self.engines.flush()
 
 
-def register(mw: Motwatch) -> JourneysAgent:
+def register(mw: Motwatch, ingest: Ingest) -> JourneysAgent:
     engines = PartitionEngines(mw)
 
     @mw.app.on_partitions_revoked.connect
@@ -180,9 +186,28 @@ def register(mw: Motwatch) -> JourneysAgent:
                     headers=control_headers(fwd.kind),
                 )
 
+    async def apply(
+        partition: int, event: Touchpoint, key: str, raw: bytes, source: str | None, read: int
+    ) -> None:
+        engine = engines.get(partition)
+        if source is not None:
+            engine.clock.source_progress(source, read)
+        step = engine.process(event, key=key)
+        mw.metrics.observe_step(step, event, time.time())
+        await emit(step, raw)
+
+    async def take_touchpoint(event: Any) -> None:
+        """A touchpoint as produced: applied here if its journey lives on this partition."""
+        taken = await ingest.take(event)
+        if taken is not None:
+            touchpoint, source, read = taken
+            await apply(
+                event.message.partition, touchpoint, touchpoint.journey_key, event.value, source, read
+            )
+
     async def handle(event: Any) -> None:
+        """A record of the re-keyed topic: a touchpoint, or a record the worker itself wrote."""
         message = event.message
-        engine = engines.get(message.partition)
         headers = header_map(event.headers)
         kind = headers.get(RECORD)
         raw = event.value
@@ -194,13 +219,12 @@ def register(mw: Motwatch) -> JourneysAgent:
                 )
                 await send(deadletter_topic, event.key, encode_dead_letter(record))
                 return
-            if SOURCE in headers:
-                engine.clock.source_progress(headers[SOURCE], int(headers[PROGRESS]))
-            step = engine.process(result, key=event.key.decode())
-            mw.metrics.observe_step(step, result, time.time())
-            await emit(step, raw)
+            source = headers.get(SOURCE)
+            read = int(headers[PROGRESS]) if source is not None else 0
+            await apply(message.partition, result, event.key.decode(), raw, source, read)
             return
-        elif kind == SOURCE_PROGRESS:
+        engine = engines.get(message.partition)
+        if kind == SOURCE_PROGRESS:
             body = decode_body(raw)
             step = engine.source_progress(body["source"], int(body["max_seen_ms"]))
         elif kind == TICK:
@@ -220,12 +244,18 @@ def register(mw: Motwatch) -> JourneysAgent:
         mw.metrics.observe_step(step, None, time.time())
         await emit(step, raw)
 
-    timer = mw.metrics.processing.labels("journeys").time
+    touchpoints_topic = mw.settings.touchpoints_topic
+    ingest_timer = mw.metrics.processing.labels("ingest").time
+    journeys_timer = mw.metrics.processing.labels("journeys").time
 
     async def handle_safely(event: Any) -> None:
         try:
-            with timer():
-                await handle(event)
+            if event.message.topic == touchpoints_topic:
+                with ingest_timer():
+                    await take_touchpoint(event)
+            else:
+                with journeys_timer():
+                    await handle(event)
         except Exception as exc:  # one bad record never stops the stream, nor is lost
             message = event.message
             log.exception(
@@ -241,7 +271,7 @@ def register(mw: Motwatch) -> JourneysAgent:
 
     shell = JourneysAgent(engines, handle_safely)
 
-    @mw.app.agent(mw.by_journey, name="journeys")
+    @mw.app.agent(mw.journey_inputs, name="journeys")
     async def journeys(stream: Any) -> None:
         async for batch in stream.take_events(BATCH_MAX, within=BATCH_WITHIN_S):
             await shell.process(batch)

@@ -308,13 +308,13 @@ async def produce_lines(
     return count
 
 
-async def _partitions(bootstrap: str, topic: str) -> list[int]:
+async def partition_ids(bootstrap: str, topic: str) -> list[int]:
     """The topic's partition ids; [] if it does not exist.
 
     Asks for all topics' metadata: naming the topic in a metadata request
     would make a broker with auto.create.topics.enable create it.
     """
-    admin = AIOKafkaAdminClient(bootstrap_servers=bootstrap, client_id="motwatch-record")
+    admin = AIOKafkaAdminClient(bootstrap_servers=bootstrap, client_id="motwatch-admin")
     try:
         await admin.start()
         for entry in await admin.describe_topics():
@@ -457,7 +457,7 @@ async def read_records(
             enable_auto_commit=False,
             auto_offset_reset="earliest" if from_beginning else "latest",
         )
-        partitions = await _partitions(bootstrap, topic)
+        partitions = await partition_ids(bootstrap, topic)
         if not partitions:
             raise TransportError(f"topic {topic} does not exist on {bootstrap}")
         if selection.offsets is not None:

@@ -36,8 +36,13 @@ class _Worker(faust.Worker):
         os._exit(1)
 
 
-async def prepare_topics(settings: Settings) -> None:
-    """The worker's topics must exist before Faust subscribes (it ignores missing ones)."""
+async def prepare_topics(settings: Settings) -> bool:
+    """The worker's topics must exist before Faust subscribes (it ignores missing ones).
+
+    Returns whether the touchpoints topic is partitioned like the worker's own
+    topics (it may have been created before, with another count): only then
+    can a touchpoint skip the re-keying hop.
+    """
     await transport.wait_for_broker(settings.broker)
     await transport.create_topics(
         settings.broker,
@@ -62,14 +67,23 @@ async def prepare_topics(settings: Settings) -> None:
         settings.replication_factor,
         config={"cleanup.policy": "compact"},
     )
+    found = len(await transport.partition_ids(settings.broker, settings.touchpoints_topic))
+    if found != settings.partitions:
+        log.warning(
+            "%s has %d partitions, the worker %d: every touchpoint is re-keyed before it is applied",
+            settings.touchpoints_topic,
+            found,
+            settings.partitions,
+        )
+    return found == settings.partitions
 
 
 def run_worker(settings: Settings, loglevel: str = "info") -> int:
-    asyncio.run(prepare_topics(settings))
+    copartitioned = asyncio.run(prepare_topics(settings))
     from motwatch.streams.app import create_app
 
     Path(settings.data_dir).mkdir(parents=True, exist_ok=True)
-    mw = create_app(settings)
+    mw = create_app(settings, copartitioned=copartitioned)
     worker = _Worker(mw.app, loglevel=loglevel, quiet=True)
     worker.grace_s = settings.shutdown_grace_s
     worker.execute_from_commandline()

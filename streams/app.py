@@ -91,6 +91,8 @@ class Motwatch:
     app: faust.App
     touchpoints: faust.TopicT
     by_journey: faust.TopicT
+    # What the journey agent reads: the touchpoints as produced and the re-keyed records.
+    journey_inputs: faust.TopicT
     moments: faust.TopicT
     deadletter: faust.TopicT
     journeys: Any  # faust Table[str, bytes]: JourneyState.pack()
@@ -119,8 +121,8 @@ class Motwatch:
         return [s.touchpoints_topic, s.by_journey_topic, s.moments_topic, s.deadletter_topic]
 
 
-def _raw_topic(app: faust.App, name: str, partitions: int) -> faust.TopicT:
-    return app.topic(name, key_serializer="raw", value_serializer="raw", partitions=partitions)
+def _raw_topic(app: faust.App, *names: str, partitions: int) -> faust.TopicT:
+    return app.topic(*names, key_serializer="raw", value_serializer="raw", partitions=partitions)
 
 
 def _stored_as(codec: str) -> type:
@@ -143,8 +145,13 @@ def _table(app: faust.App, name: str, partitions: int, value_codec: str) -> Any:
     )
 
 
-def create_app(settings: Settings) -> Motwatch:
-    """Build the app with all agents registered."""
+def create_app(settings: Settings, *, copartitioned: bool = True) -> Motwatch:
+    """Build the app with all agents registered.
+
+    ``copartitioned``: the touchpoints topic has as many partitions as the
+    re-keyed topic, so touchpoints already on their journey's partition are
+    applied without the re-keying hop (``agents/ingest.py``).
+    """
     app = faust.App(
         settings.worker_app_id,
         broker=f"kafka://{settings.broker}",
@@ -177,10 +184,13 @@ def create_app(settings: Settings) -> Motwatch:
     mw = Motwatch(
         settings=settings,
         app=app,
-        touchpoints=_raw_topic(app, settings.touchpoints_topic, partitions),
-        by_journey=_raw_topic(app, settings.by_journey_topic, partitions),
-        moments=_raw_topic(app, settings.moments_topic, partitions),
-        deadletter=_raw_topic(app, settings.deadletter_topic, partitions),
+        touchpoints=_raw_topic(app, settings.touchpoints_topic, partitions=partitions),
+        by_journey=_raw_topic(app, settings.by_journey_topic, partitions=partitions),
+        journey_inputs=_raw_topic(
+            app, settings.touchpoints_topic, settings.by_journey_topic, partitions=partitions
+        ),
+        moments=_raw_topic(app, settings.moments_topic, partitions=partitions),
+        deadletter=_raw_topic(app, settings.deadletter_topic, partitions=partitions),
         # Journey states stay the changelog's bytes (JourneyState.pack) in the store;
         # the journey agent unpacks the ones it works on (streams/writebehind.py).
         journeys=_table(app, "journeys", partitions, "raw"),
@@ -192,6 +202,5 @@ def create_app(settings: Settings) -> Motwatch:
     app.monitor = LeanPrometheusMonitor(metrics=app.monitor._metrics)
     from motwatch.agents import ingest, journeys
 
-    ingest.register(mw)
-    journeys.register(mw)
+    journeys.register(mw, ingest.register(mw, direct=copartitioned))
     return mw

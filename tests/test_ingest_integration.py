@@ -1,9 +1,11 @@
-"""Ingestion through the real broker: valid events re-keyed, bad ones dead-lettered, the worker unharmed.
+"""Ingestion through the real broker: valid events reach their journeys, bad ones are dead-lettered.
 
-A file mixing valid and invalid lines is sent with ``motwatch produce`` while
-``motwatch worker`` runs; the re-keyed topic must hold exactly the valid
-events, keyed by journey key, and the dead-letter topic exactly the bad
-ones, each with its reason.
+Lines mixing valid and invalid events are produced round the partitions of
+the touchpoints topic, whatever their journey, while ``motwatch worker``
+runs. An event read on the partition its journey lives on is applied there;
+the re-keyed topic must hold exactly the other valid events, keyed by
+journey key, and the dead-letter topic exactly the bad ones, each with its
+reason. Every valid event's journey reaches the journey table.
 """
 
 from __future__ import annotations
@@ -14,7 +16,10 @@ from pathlib import Path
 
 import orjson
 import pytest
+from aiokafka import AIOKafkaProducer
+from motwatch.streams.app import partition_for_key
 
+from motwatch.settings import Settings
 from tests.workers import WorkerProcess, motwatch_env, read_topic, run_cli
 
 pytestmark = pytest.mark.integration
@@ -74,28 +79,55 @@ def _raw_of(record: dict) -> bytes:
     return base64.b64decode(raw) if record["raw_encoding"] == "base64" else raw.encode("utf-8")
 
 
-async def test_valid_events_are_rekeyed_and_bad_ones_dead_lettered(kafka_bootstrap, topic_prefix, tmp_path):
+def _journey(line: bytes) -> str:
+    body = orjson.loads(line)
+    return body.get("customer_id") or body["anonymous_id"]
+
+
+async def _produce_round_the_partitions(
+    bootstrap: str, topic: str, lines: list[bytes], partitions: int
+) -> None:
+    producer = AIOKafkaProducer(bootstrap_servers=bootstrap, acks="all")
+    await producer.start()
+    try:
+        for i, line in enumerate(lines):
+            await producer.send_and_wait(topic, line, partition=i % partitions)
+    finally:
+        await producer.stop()
+
+
+async def test_valid_events_reach_their_journeys_and_bad_ones_are_dead_lettered(
+    kafka_bootstrap, topic_prefix, tmp_path
+):
     env = motwatch_env(kafka_bootstrap, topic_prefix)
+    settings = Settings(topic_prefix=topic_prefix)
+    partitions = settings.partitions
     path, valid = _input_file(tmp_path)
+    lines = [line for line in path.read_bytes().splitlines() if line]
     with WorkerProcess(env, tmp_path / "w") as worker:
-        sent = run_cli("produce", str(path), env=env)
-        assert sent.returncode == 0, sent.stderr
-        total = len(valid) + len(BAD_LINES)
-        assert f"sent {total} messages" in sent.stdout.decode()
+        await _produce_round_the_partitions(kafka_bootstrap, settings.touchpoints_topic, lines, partitions)
+        position = {line: i % partitions for i, line in enumerate(lines)}
+        away = [v for v in valid if partition_for_key(_journey(v), partitions) != position[v]]
+        assert away and len(away) < len(valid)
 
         rekeyed = await read_topic(
-            kafka_bootstrap, f"{topic_prefix}touchpoints-by-journey", lambda r: _touchpoints(r) >= len(valid)
+            kafka_bootstrap, settings.by_journey_topic, lambda r: _touchpoints(r) >= len(away)
+        )
+        changelog = f"{settings.worker_app_id}-journeys-changelog"
+        journeys = {_journey(v) for v in valid}
+        written = await read_topic(
+            kafka_bootstrap, changelog, lambda r: {x.key.decode() for x in r} >= journeys
         )
         dead = await read_topic(
-            kafka_bootstrap, f"{topic_prefix}deadletter", lambda r: len(r) >= len(BAD_LINES)
+            kafka_bootstrap, settings.deadletter_topic, lambda r: len(r) >= len(BAD_LINES)
         )
         assert worker.alive(), worker.log()[-2000:]
 
-        # Exactly the valid events, byte for byte, keyed by journey key; besides
-        # them only the identify events a customer's journey forwards, untouched,
-        # to the anonymous journey they join.
+        # Exactly the valid events read away from their journey's partition, byte for byte,
+        # keyed by journey key; besides them only the identify events a customer's journey
+        # forwards, untouched, to the anonymous journey they join.
         events = [r for r in rekeyed if not _is_control(r) and not _is_forwarded(r)]
-        assert sorted(r.value for r in events) == sorted(valid)
+        assert sorted(r.value for r in events) == sorted(away)
         for r in rekeyed:
             if _is_forwarded(r):
                 body = orjson.loads(r.value)
@@ -103,27 +135,28 @@ async def test_valid_events_are_rekeyed_and_bad_ones_dead_lettered(kafka_bootstr
                 assert r.key.decode() == body["anonymous_id"]
         for r in events:
             body = orjson.loads(r.value)
-            assert r.key.decode() == (body.get("customer_id") or body["anonymous_id"])
+            assert r.key.decode() == _journey(r.value)
             assert r.timestamp == _ms(body["occurred_at"])
+        # Every journey, whichever way its events came, is in the table.
+        assert {x.key.decode() for x in written} >= journeys
 
         # Exactly the bad lines, untouched, each with the right reason.
         records = [orjson.loads(r.value) for r in dead]
         got = sorted((_raw_of(rec), rec["reason"]) for rec in records)
         assert got == sorted(BAD_LINES)
         for rec in records:
-            assert rec["error"] and rec["source"]["topic"] == f"{topic_prefix}touchpoints"
+            assert rec["error"] and rec["source"]["topic"] == settings.touchpoints_topic
             assert {"partition", "offset"} <= rec["source"].keys()
 
-        # The worker keeps going: a later valid event is still processed.
+        # The worker keeps going: a later valid event, sent by ``motwatch produce`` (keyed by
+        # journey, so read where its journey lives), reaches the table without the re-keyed topic.
         later = tmp_path / "later.jsonl"
         later.write_bytes(_event(event_id="after-the-storm", anonymous_id="anon-late") + b"\n")
         assert run_cli("produce", str(later), env=env).returncode == 0
-        more = await read_topic(
-            kafka_bootstrap,
-            f"{topic_prefix}touchpoints-by-journey",
-            lambda r: any(x.key == b"anon-late" for x in r),
-        )
+        more = await read_topic(kafka_bootstrap, changelog, lambda r: any(x.key == b"anon-late" for x in r))
         assert any(x.key == b"anon-late" for x in more)
+        again = await read_topic(kafka_bootstrap, settings.by_journey_topic, lambda r: len(r) >= len(rekeyed))
+        assert not any(x.key == b"anon-late" and not _is_control(x) for x in again)
         assert worker.alive()
 
 

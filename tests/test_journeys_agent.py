@@ -15,7 +15,9 @@ from types import SimpleNamespace
 from typing import Any
 
 import orjson
-from motwatch.agents import journeys
+import pytest
+from motwatch.agents import ingest, journeys
+from motwatch.streams.app import partition_for_key
 from motwatch.streams.records import SOURCE_PROGRESS, TICK, control_headers, encode_body
 
 from motwatch.journey import JourneyState
@@ -29,12 +31,14 @@ CLOCKS_CHANGELOG = "clocks-changelog"
 class Producer:
     def __init__(self, failing_topic: str | None = None) -> None:
         self.sent: list[tuple[str, bytes | None, bytes | None, int | None]] = []
+        self.headers: list[list[tuple[str, bytes]]] = []
         self.failing_topic = failing_topic
 
     async def send(self, topic, key, value, partition, timestamp, headers):
         if topic == self.failing_topic:
             raise RuntimeError(f"{topic} has 0 partitions")
         self.sent.append((topic, key, value, partition))
+        self.headers.append(list(headers or ()))
         fut = asyncio.get_running_loop().create_future()
         fut.set_result(SimpleNamespace(offset=len(self.sent)))
         return fut
@@ -58,8 +62,10 @@ class Table(dict):
         pass
 
 
-def _agent(producer: Producer) -> tuple[journeys.JourneysAgent, SimpleNamespace]:
-    settings = Settings(partitions=1, allowed_lateness_s=0, idle_advance_s=0)
+def _agent(
+    producer: Producer, partitions: int = 1, direct: bool = True
+) -> tuple[journeys.JourneysAgent, SimpleNamespace]:
+    settings = Settings(partitions=partitions, allowed_lateness_s=0, idle_advance_s=0)
     app = SimpleNamespace(
         producer=producer,
         agent=lambda *a, **k: lambda f: f,
@@ -74,16 +80,28 @@ def _agent(producer: Producer) -> tuple[journeys.JourneysAgent, SimpleNamespace]
         settings=settings,
         app=app,
         by_journey=None,
+        journey_inputs=None,
         journeys=Table(app, "journeys", "raw"),
         clocks=Table(app, "clocks", "json"),
         metrics=Metrics(),
         send=send,
     )
-    return journeys.register(mw), mw
+    return _register(mw, direct), mw
 
 
-def _record(offset: int, value: bytes, key: bytes | None, headers: list[tuple[str, bytes]]) -> Any:
-    message = SimpleNamespace(topic="touchpoints-by-journey", partition=0, offset=offset)
+def _register(mw: SimpleNamespace, direct: bool = True) -> journeys.JourneysAgent:
+    return journeys.register(mw, ingest.register(mw, direct=direct))
+
+
+def _record(
+    offset: int,
+    value: bytes,
+    key: bytes | None,
+    headers: list[tuple[str, bytes]],
+    topic: str = "touchpoints-by-journey",
+    partition: int = 0,
+) -> Any:
+    message = SimpleNamespace(topic=topic, partition=partition, offset=offset)
     return SimpleNamespace(message=message, key=key, value=value, headers=headers)
 
 
@@ -170,7 +188,7 @@ async def test_open_timeouts_are_counted_without_unpacking_every_journey() -> No
 
     assert agent.engines.stores[0].total() == truth() > 0
     # A restarted worker: a fresh agent over the same table counts them as it restores.
-    again = journeys.register(mw)
+    again = _register(mw)
     again.engines.get(0)
     assert again.engines.stores[0].total() == truth()
     # Deleting a journey forgets its count.
@@ -180,3 +198,36 @@ async def test_open_timeouts_are_counted_without_unpacking_every_journey() -> No
     del store[key]
     await store.flush()
     assert store.total() == truth() == expected
+
+
+@pytest.mark.parametrize("copartitioned", [True, False])
+async def test_a_touchpoint_on_its_journeys_partition_skips_the_rekeying_hop(copartitioned: bool) -> None:
+    """Read where its journey lives, a touchpoint is applied at once; any other is re-keyed, untouched."""
+    producer = Producer()
+    agent, mw = _agent(producer, partitions=2, direct=copartitioned)
+    settings = mw.settings
+    records = []
+    for i, line in enumerate(simulate(SimulationConfig(journeys=40, seed=3)).lines):
+        event = orjson.loads(line)
+        key = event.get("customer_id") or event["anonymous_id"]
+        # Produced without regard to the journey: half land where their journey lives.
+        records.append(_record(i, line, key.encode(), [], topic=settings.touchpoints_topic, partition=i % 2))
+    await agent.process(records)
+
+    def lives_here(record: Any) -> bool:
+        return copartitioned and partition_for_key(record.key.decode(), 2) == record.message.partition
+
+    home = [r for r in records if lives_here(r)]
+    away = [r for r in records if not lives_here(r)]
+    assert away and (home or not copartitioned)
+    sent = [
+        (key, value, dict(headers))
+        for (topic, key, value, _), headers in zip(producer.sent, producer.headers, strict=True)
+        if topic == settings.by_journey_topic and ("mw-forwarded", b"1") not in headers
+    ]
+    assert [(k, v) for k, v, _ in sent] == [(r.key, r.value) for r in away]
+    for (_, _, headers), record in zip(sent, away, strict=True):
+        assert headers["mw-source"] == f"{settings.touchpoints_topic}:{record.message.partition}".encode()
+    # Only the journeys of touchpoints applied here are in the table, every one of them.
+    assert set(mw.journeys) == {r.key.decode() for r in home}
+    assert set(agent.engines.engines) == {r.message.partition for r in home}

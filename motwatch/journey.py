@@ -8,12 +8,12 @@ or rebalanced worker resumes exactly where the last one stopped.
 from __future__ import annotations
 
 import bisect
-import zlib
 from dataclasses import dataclass, field
 from typing import Any
 
 import orjson
 
+from motwatch import packing
 from motwatch.events import Touchpoint, touchpoint_from_stored
 
 STATE_VERSION = 1
@@ -157,18 +157,17 @@ class JourneyState:
         return cls.from_dict(orjson.loads(raw))
 
     def pack(self) -> bytes:
-        """The state as a table keeps it and writes its changelog: JSON, deflated.
+        """The state as a table keeps it and writes its changelog (``motwatch/packing.py``).
 
         A worker holds every journey of its partitions; packed, a journey is
-        about a sixth of its objects' memory. Level 1: nearly all of the
-        saving for the least CPU.
+        a small fraction of its objects' memory.
         """
-        return zlib.compress(self.to_json(), 1)
+        return packing.pack(self.to_json())
 
     @classmethod
     def unpack(cls, raw: bytes) -> JourneyState:
-        """A state from :meth:`pack`, or plain JSON (as written before states were packed)."""
-        return cls.from_json(raw if raw[:1] == b"{" else zlib.decompress(raw))
+        """A state from :meth:`pack`, or as an earlier version stored it."""
+        return cls.from_json(packing.unpack(raw))
 
 
 def trim_items(items: dict[str, dict[str, Any]]) -> None:

@@ -1,0 +1,89 @@
+"""Packed journey states: exact round trips, earlier formats read, bad bytes named, the dictionary pays."""
+
+from __future__ import annotations
+
+import importlib.util
+import zlib
+from pathlib import Path
+
+import pytest
+import zstandard
+
+from motwatch import packing
+from motwatch.engine import JourneyEngine
+from motwatch.events import Touchpoint
+from motwatch.journey import JourneyState
+from motwatch.settings import Settings
+from motwatch.simulate import SimulationConfig, simulate
+from motwatch.validation import validate_touchpoint
+
+SCRIPT = Path(__file__).resolve().parents[1] / "scripts" / "train_state_dictionary.py"
+
+
+def _states(journeys: int, seed: int) -> list[JourneyState]:
+    """States as a worker writes them: while events wait for the watermark, and settled."""
+    engine = JourneyEngine(Settings())
+    taken = []
+    for i, line in enumerate(simulate(SimulationConfig(journeys=journeys, seed=seed)).lines):
+        event = validate_touchpoint(line)
+        if isinstance(event, Touchpoint):
+            engine.process(event)
+            if i % 3 == 0:
+                taken.append(JourneyState.from_json(engine.store[event.journey_key].to_json()))
+    engine.advance(2**62)
+    return taken + list(engine.store.values())
+
+
+@pytest.fixture(scope="module")
+def states() -> list[JourneyState]:
+    # A seed the dictionary was not trained on.
+    return _states(300, seed=41)
+
+
+def test_every_state_reads_back_exactly(states: list[JourneyState]) -> None:
+    assert any(s.pending for s in states) and any(s.reported for s in states)
+    for state in states:
+        packed = state.pack()
+        assert packed[0] == packing.CURRENT
+        assert JourneyState.unpack(packed).to_json() == state.to_json()
+
+
+def test_states_stored_by_earlier_versions_still_read(states: list[JourneyState]) -> None:
+    for state in states[:50]:
+        text = state.to_json()
+        assert JourneyState.unpack(text).to_json() == text  # plain JSON
+        assert JourneyState.unpack(zlib.compress(text, 1)).to_json() == text  # zlib, until 2026-11-23
+
+
+@pytest.mark.parametrize(
+    ("stored", "says"),
+    [
+        (b"\x7fnot a state", "not a format this motwatch knows"),
+        (b"", "not a format this motwatch knows"),
+        (b"\x01garbage after the dictionary's byte", "does not unpack"),
+    ],
+)
+def test_bytes_that_are_no_state_say_so(stored: bytes, says: str) -> None:
+    with pytest.raises(packing.PackedStateError, match=says):
+        JourneyState.unpack(stored)
+
+
+def test_the_dictionary_more_than_halves_what_zlib_stores(states: list[JourneyState]) -> None:
+    texts = [s.to_json() for s in states]
+    zstd = sum(len(packing.pack(t)) for t in texts)
+    deflated = sum(len(zlib.compress(t, 1)) for t in texts)
+    assert zstd < 0.6 * deflated
+
+
+def test_the_training_script_writes_a_dictionary_that_packs(tmp_path: Path, states) -> None:
+    spec = importlib.util.spec_from_file_location("train_state_dictionary", SCRIPT)
+    assert spec and spec.loader
+    script = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(script)
+    out = tmp_path / "journey-state-x.zdict"
+    assert script.main([str(out), "--journeys", "300", "--seed", "5"]) == 0
+    trained = zstandard.ZstdCompressionDict(out.read_bytes())
+    compressor = zstandard.ZstdCompressor(level=1, dict_data=trained)
+    plain = zstandard.ZstdCompressor(level=1)
+    texts = [s.to_json() for s in states]
+    assert sum(len(compressor.compress(t)) for t in texts) < 0.7 * sum(len(plain.compress(t)) for t in texts)

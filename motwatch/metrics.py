@@ -14,6 +14,7 @@ checks that they use nothing else.
 from __future__ import annotations
 
 from collections.abc import Iterable, Mapping
+from typing import Any
 
 from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram
 
@@ -124,13 +125,20 @@ class Metrics:
         # Label values of the per-partition series set so far, to remove those no longer assigned.
         self._watermark_partitions: set[str] = set()
         self._lag_partitions: set[tuple[str, str]] = set()
+        self._accepted: dict[tuple[str, str], Any] = {}
         self._durations = {
             "chat_first_response": self.chat_first_response,
             "checkout_duration": self.checkout_duration,
         }
 
     def accept(self, event: Touchpoint) -> None:
-        self.accepted.labels(event.channel, event.type).inc()
+        # One series per (channel, type), a bounded set: kept at hand, as labels() costs a lock per call.
+        series = self._accepted.get((event.channel, event.type))
+        if series is None:
+            series = self._accepted[(event.channel, event.type)] = self.accepted.labels(
+                event.channel, event.type
+            )
+        series.inc()
 
     def observe_step(self, step: Step, event: Touchpoint | None, now_s: float) -> None:
         """Count what one record caused in the journey engine."""

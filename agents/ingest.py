@@ -116,12 +116,19 @@ def register(mw: Motwatch, *, direct: bool) -> Ingest:
 
     @mw.app.timer(interval=mw.settings.progress_interval_s, name="announce_progress")
     async def announce_progress() -> None:
-        """Tell every re-keyed partition how far each source partition has read."""
-        for source, read in ingest.progress.unannounced().items():
-            body = encode_body({"source": source, "max_seen_ms": read})
-            for partition in range(mw.settings.partitions):
-                await mw.by_journey.send(
-                    key=None, value=body, partition=partition, headers=control_headers(SOURCE_PROGRESS)
-                )
+        """Tell every re-keyed partition how far the source partitions read here have got.
+
+        One record per partition for all of them: this runs every few tens of
+        milliseconds, since an event waits for it to learn that the other
+        sources have passed its time.
+        """
+        news = ingest.progress.unannounced()
+        if not news:
+            return
+        body = encode_body({"sources": news})
+        for partition in range(mw.settings.partitions):
+            await mw.by_journey.send(
+                key=None, value=body, partition=partition, headers=control_headers(SOURCE_PROGRESS)
+            )
 
     return ingest

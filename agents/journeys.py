@@ -226,7 +226,9 @@ def register(mw: Motwatch, ingest: Ingest) -> JourneysAgent:
         engine = engines.get(message.partition)
         if kind == SOURCE_PROGRESS:
             body = decode_body(raw)
-            step = engine.source_progress(body["source"], int(body["max_seen_ms"]))
+            # Every source one worker reads, in one record; or, as written before 2026-11-23, one.
+            reads = body["sources"] if "sources" in body else {body["source"]: body["max_seen_ms"]}
+            step = engine.sources_progress({source: int(ms) for source, ms in reads.items()})
         elif kind == TICK:
             step = engine.tick(int(decode_body(raw)["wall_ms"]))
             watermark = engine.clock.watermark_ms

@@ -14,7 +14,7 @@ from __future__ import annotations
 
 import heapq
 from collections import Counter
-from collections.abc import Iterable, Iterator, MutableMapping
+from collections.abc import Iterable, Iterator, Mapping, MutableMapping
 from dataclasses import dataclass, field
 from typing import Any, Literal
 
@@ -154,7 +154,12 @@ class JourneyEngine:
 
     def source_progress(self, source: str, max_seen_ms: int) -> Step:
         """A source partition of the input topic has read up to ``max_seen_ms``."""
-        self.clock.source_progress(source, max_seen_ms)
+        return self.sources_progress({source: max_seen_ms})
+
+    def sources_progress(self, reads: Mapping[str, int]) -> Step:
+        """Source partitions of the input topic report how far they have read (event time, ms)."""
+        for source, max_seen_ms in reads.items():
+            self.clock.source_progress(source, max_seen_ms)
         return self._run_due(self._new_step())
 
     def tick(self, wall_ms: int) -> Step:

@@ -235,7 +235,7 @@ class Settings(_Strict):
     idle_advance_s: float = Field(default=30, ge=0)
     # How often the leader ticks every partition, and sources report their progress.
     tick_interval_s: float = Field(default=1.0, gt=0)
-    progress_interval_s: float = Field(default=0.2, gt=0)
+    progress_interval_s: float = Field(default=0.02, gt=0)
     shutdown_grace_s: float = Field(default=20, gt=0)
     journey_expiry_days: float = Field(default=30, gt=0)
     dedupe_max_ids: int = Field(default=512, ge=1)

@@ -117,7 +117,7 @@ def _batches() -> list[list[Any]]:
     times = sorted(orjson.loads(line)["occurred_at"] for line in lines)
     halfway_ms = int(datetime.fromisoformat(times[len(times) // 2]).timestamp() * 1000)
     n = len(lines)
-    progress = encode_body({"source": "touchpoints:0", "max_seen_ms": halfway_ms})
+    progress = encode_body({"sources": {"touchpoints:0": halfway_ms}})
     return [
         touchpoints,
         [_record(n, progress, None, control_headers(SOURCE_PROGRESS))],
@@ -231,3 +231,26 @@ async def test_a_touchpoint_on_its_journeys_partition_skips_the_rekeying_hop(cop
     # Only the journeys of touchpoints applied here are in the table, every one of them.
     assert set(mw.journeys) == {r.key.decode() for r in home}
     assert set(agent.engines.engines) == {r.message.partition for r in home}
+
+
+async def test_progress_as_written_before_one_record_held_every_source_is_still_read() -> None:
+    """A progress record naming one source (as written before 2026-11-23) moves the watermark the same."""
+    touchpoints, progress, *_ = _batches()
+    (record,) = progress
+    ((source, halfway_ms),) = orjson.loads(record.value)["sources"].items()
+    legacy = _record(
+        record.message.offset,
+        encode_body({"source": source, "max_seen_ms": halfway_ms}),
+        None,
+        record.headers,
+    )
+    moments = []
+    for batch in ([record], [legacy]):
+        producer = Producer()
+        agent, mw = _agent(producer)
+        await agent.process(touchpoints)
+        assert agent.engines.engines[0].clock.watermark_ms < halfway_ms
+        await agent.process(batch)
+        assert agent.engines.engines[0].clock.watermark_ms == halfway_ms
+        moments.append(producer.to(mw.settings.moments_topic))
+    assert moments[0] == moments[1] and moments[0]

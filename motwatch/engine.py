@@ -110,7 +110,7 @@ class JourneyEngine:
             return step
         if state is None:
             state = JourneyState(key=key, first_seen_ms=event.occurred_ms)
-        if event.event_id in state.seen or state.holds(event.event_id):
+        if event.event_id in state.seen:  # held events included (JourneyState.remember)
             step.duplicate = True
             self.stats["duplicates"] += 1
             return step
@@ -118,10 +118,10 @@ class JourneyEngine:
         self.stats["late"] += step.late
         state.last_seen_ms = max(state.last_seen_ms, event.occurred_ms)
         state.first_seen_ms = min(state.first_seen_ms, event.occurred_ms)
+        state.hold(event)
         state.remember(
             event.event_id, event.occurred_ms, self.settings.dedupe_max_ids, self._dedupe_window_ms
         )
-        state.hold(event)
         self.store[key] = state  # always reassign: a table writes its changelog only on assignment
         current = self._scheduled.get(key)
         if current is None or state.blocked:

@@ -82,12 +82,20 @@ class JourneyState:
 
     # -- duplicates -------------------------------------------------------
     def remember(self, event_id: str, at_ms: int, max_ids: int, window_ms: int) -> None:
+        """Keep an event's id: the newest ``max_ids`` within ``window_ms``, and every held one.
+
+        Ids of held events are never dropped, so ``seen`` alone tells a
+        duplicate, without a walk through the held events.
+        """
         self.seen[event_id] = at_ms
         horizon = self.last_seen_ms - window_ms
         if len(self.seen) > max_ids or next(iter(self.seen.values())) < horizon:
             kept = [(k, v) for k, v in self.seen.items() if v >= horizon]
             kept.sort(key=lambda kv: kv[1])
-            self.seen = dict(kept[-max_ids:])
+            seen = dict(kept[-max_ids:])
+            for held in self.pending:
+                seen.setdefault(held.event_id, held.occurred_ms)
+            self.seen = seen
 
     # -- bounded collections ----------------------------------------------
     def add_order(self, at_ms: int, cart_id: str | None, event_id: str) -> None:

@@ -220,6 +220,22 @@ def test_the_dedupe_memory_is_bounded():
     assert f.duplicates == 1 and f.late == 1
 
 
+def test_a_held_events_id_outlives_the_dedupe_bound_until_it_is_applied():
+    """The bounded memory never forgets a held event: its duplicate is dropped, not held twice."""
+    f = Feed(dedupe_max_ids=3)
+    first = touch("review_posted", 0, rating=1, eid="r1")
+    f(first, *[touch("page_view", t, url=f"/{t}", eid=f"v{t}") for t in range(1, 8)])
+    state = f.engine.store[CUSTOMER]
+    assert len(state.pending) == 8 and set(state.seen) >= {"r1", "v7"}
+    f(touch("review_posted", 9, rating=2, eid="r1"))
+    assert f.duplicates == 1
+    assert [m.details["rating"] for m in f.advance(100) if m.kind == "negative_review"] == [1]
+    # Once applied, their ids are bounded again.
+    assert not f.engine.store[CUSTOMER].pending
+    f(touch("page_view", 101, url="/later", eid="v101"))
+    assert set(f.engine.store[CUSTOMER].seen) == {"v6", "v7", "v101"}
+
+
 def test_the_dedupe_memory_forgets_ids_older_than_its_window():
     f = Feed(allowed_lateness_s=0, dedupe_window_s=60)
     f(touch("page_view", 0, url="/", eid="old"), touch("page_view", 30, url="/", eid="mid"))

@@ -18,6 +18,7 @@ from pathlib import Path
 import motwatch.detect as detect_module
 from motwatch.detect import run_detect
 from motwatch.engine import JourneyEngine
+from motwatch.garbage import collect_less_often
 from motwatch.settings import load_settings
 
 
@@ -40,6 +41,7 @@ def measure(
     settings = load_settings(None, environ={})
     kinds: Counter[str] = Counter()
     gc.collect()
+    collect_less_often()  # as motwatch detect does
     with open(os.devnull, "wb") as sink:
 
         def on_moment(moment) -> None:  # type: ignore[no-untyped-def]

@@ -455,9 +455,11 @@ def cmd_evaluate(args: argparse.Namespace) -> int:
 def cmd_detect(args: argparse.Namespace) -> int:
     from motwatch.deadletter import encode_dead_letter
     from motwatch.detect import run_detect
+    from motwatch.garbage import collect_less_often
 
     settings = load_settings(args.config)
     lines = _read_lines(args.file)
+    collect_less_often()
     out = _open_out(args.output)
     dead: IO[bytes] | None = _open_out(args.dead_letter) if args.dead_letter else None
     try:

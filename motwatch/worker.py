@@ -12,6 +12,7 @@ from pathlib import Path
 import faust
 
 from motwatch import transport
+from motwatch.garbage import collect_less_often
 from motwatch.settings import Settings
 
 log = logging.getLogger("motwatch.worker")
@@ -84,6 +85,7 @@ def run_worker(settings: Settings, loglevel: str = "info") -> int:
 
     Path(settings.data_dir).mkdir(parents=True, exist_ok=True)
     mw = create_app(settings, copartitioned=copartitioned)
+    collect_less_often()
     worker = _Worker(mw.app, loglevel=loglevel, quiet=True)
     worker.grace_s = settings.shutdown_grace_s
     worker.execute_from_commandline()

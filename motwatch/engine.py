@@ -182,6 +182,8 @@ class JourneyEngine:
         for key in list(self.store.keys()) if keys is None else keys:
             state = self.store.get(key)
             if state is not None:
+                # The index keeps the store's own key, not an equal string read from the state.
+                state.key = key
                 self._schedule(state)
 
     def _new_step(self) -> Step:

@@ -405,6 +405,24 @@ def test_restore_rebuilds_the_timers():
     assert [m.kind for m in engine.advance(ms(5001)).moments] == ["abandoned_checkout"]
 
 
+def test_the_restored_timer_index_holds_the_stores_own_keys():
+    """Restored from packed states, the index shares the store's key strings instead of copies."""
+    f = Feed()
+    f(touch("checkout_started", 0, cart_id="c1"), other(10))
+    packed = {"".join(k): s.pack() for k, s in f.engine.store.items()}  # fresh key objects
+
+    class Packed(dict):
+        def get(self, key, default=None):
+            raw = super().get(key)
+            return default if raw is None else JourneyState.unpack(raw)
+
+    engine = JourneyEngine(f.engine.settings, store=Packed(packed), clock=f.engine.clock)
+    engine.restore()
+    own = {id(k) for k in packed}
+    assert engine._heap and all(id(key) in own for _, key in engine._heap)
+    assert all(id(key) in own for key in engine._scheduled)
+
+
 # -- identify ----------------------------------------------------------------------------------
 
 ANON = "anon-7f3"

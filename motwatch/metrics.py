@@ -92,7 +92,8 @@ class Metrics:
         )
         self.processing = Histogram(
             "motwatch_processing_seconds",
-            "Time spent processing one record, by agent.",
+            "Time spent processing one record: agent=ingest for a touchpoint as read (applied too "
+            "when its journey lives on that partition), agent=journeys for a record of the re-keyed topic.",
             ["agent"],
             buckets=PROCESSING_BUCKETS,
             registry=r,

@@ -735,7 +735,8 @@ PIPELINE = Dashboard(
                     ),
                     unit="s",
                     width=9,
-                    shows="Time one record takes in the ingest and journey agents (99th percentile).",
+                    shows="Time one record takes (99th percentile): ingest, a touchpoint as read; journeys, "
+                    "a record of the re-keyed topic.",
                     look_first="Rising with the number of active journeys: state too large for memory "
                     "(consider the RocksDB store).",
                 ),

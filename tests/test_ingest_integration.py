@@ -20,6 +20,7 @@ from aiokafka import AIOKafkaProducer
 from motwatch.streams.app import partition_for_key
 
 from motwatch.settings import Settings
+from motwatch.transport import create_topics
 from tests.workers import WorkerProcess, motwatch_env, read_topic, run_cli
 
 pytestmark = pytest.mark.integration
@@ -176,3 +177,29 @@ def _ms(text: str) -> int:
     from datetime import datetime
 
     return round(datetime.fromisoformat(text).timestamp() * 1000)
+
+
+async def test_a_touchpoints_topic_partitioned_otherwise_has_every_touchpoint_rekeyed(
+    kafka_bootstrap, topic_prefix, tmp_path
+):
+    """Created beforehand with fewer partitions, the topic is not read where journeys live: all go round."""
+    env = motwatch_env(kafka_bootstrap, topic_prefix)
+    settings = Settings(topic_prefix=topic_prefix)
+    await create_topics(kafka_bootstrap, [settings.touchpoints_topic], 2)
+    valid = [line for line in EXAMPLES.read_bytes().splitlines() if line.strip()]
+    with WorkerProcess(env, tmp_path / "w") as worker:
+        assert f"has 2 partitions, the worker {settings.partitions}" in worker.log()
+        await _produce_round_the_partitions(kafka_bootstrap, settings.touchpoints_topic, valid, 2)
+        rekeyed = await read_topic(
+            kafka_bootstrap, settings.by_journey_topic, lambda r: _touchpoints(r) >= len(valid)
+        )
+        events = [r for r in rekeyed if not _is_control(r) and not _is_forwarded(r)]
+        assert sorted(r.value for r in events) == sorted(valid)
+        journeys = {_journey(v) for v in valid}
+        written = await read_topic(
+            kafka_bootstrap,
+            f"{settings.worker_app_id}-journeys-changelog",
+            lambda r: {x.key.decode() for x in r} >= journeys,
+        )
+        assert {x.key.decode() for x in written} >= journeys
+        assert worker.alive(), worker.log()[-2000:]

@@ -12,7 +12,6 @@ drive it, which is why they agree moment for moment.
 
 from __future__ import annotations
 
-import heapq
 from collections import Counter
 from collections.abc import Iterable, Iterator, Mapping, MutableMapping
 from dataclasses import dataclass, field
@@ -21,6 +20,7 @@ from typing import Any, Literal
 from motwatch.classify import Classifier
 from motwatch.clock import PartitionClock
 from motwatch.detectors import Detector, Reporter, build_detectors
+from motwatch.duetimes import DueTimes
 from motwatch.events import Touchpoint
 from motwatch.journey import JourneyState, trim_items
 from motwatch.moments import Moment
@@ -89,8 +89,7 @@ class JourneyEngine:
         self._for_type: dict[str, list[Detector]] = {}
         self._expiry_ms = round(settings.journey_expiry_days * 86400 * 1000)
         self._dedupe_window_ms = round(settings.dedupe_window_s * 1000)
-        self._heap: list[tuple[int, str]] = []
-        self._scheduled: dict[str, int] = {}
+        self._due = DueTimes(self.clock.watermark_ms)
         self.stats: Counter[str] = Counter()
 
     # -- inputs -------------------------------------------------------------
@@ -123,15 +122,11 @@ class JourneyEngine:
             event.event_id, event.occurred_ms, self.settings.dedupe_max_ids, self._dedupe_window_ms
         )
         self.store[key] = state  # always reassign: a table writes its changelog only on assignment
-        current = self._scheduled.get(key)
-        if current is None or state.blocked:
+        if state.blocked or self._due.get(key) is None:
             self._schedule(state)
         else:
             # Holding an event can only bring the journey's due time forward to the event's.
-            due = _ready_at(event)
-            if due < current:
-                self._scheduled[key] = due
-                heapq.heappush(self._heap, (due, key))
+            self._due.schedule(key, _ready_at(event))
         if _joins(event) and key == event.customer_id:
             # The anonymous journey hands itself over when it reaches the identify in
             # event time; the customer's waits there for it (see _apply).
@@ -177,8 +172,7 @@ class JourneyEngine:
 
         The clock itself is restored by whoever persisted it (its snapshot).
         """
-        self._heap.clear()
-        self._scheduled.clear()
+        self._due = DueTimes(self.clock.watermark_ms)
         for key in list(self.store.keys()) if keys is None else keys:
             state = self.store.get(key)
             if state is not None:
@@ -223,11 +217,7 @@ class JourneyEngine:
         return due
 
     def _schedule(self, state: JourneyState, deadline: Any = None) -> None:
-        due = self._due_at(state, deadline)
-        current = self._scheduled.get(state.key)
-        if current is None or due < current:
-            self._scheduled[state.key] = due
-            heapq.heappush(self._heap, (due, state.key))
+        self._due.schedule(state.key, self._due_at(state, deadline))
 
     def _save(self, state: JourneyState, deadline: Any = None) -> None:
         # Always reassign: a table writes its changelog only on assignment.
@@ -236,11 +226,7 @@ class JourneyEngine:
 
     def _run_due(self, step: Step) -> Step:
         watermark = self.clock.watermark_ms
-        while self._heap and self._heap[0][0] <= watermark:
-            due, key = heapq.heappop(self._heap)
-            if self._scheduled.get(key) != due:
-                continue  # superseded by an earlier entry
-            del self._scheduled[key]
+        for key in self._due.pop_due(watermark):
             state = self.store.get(key)
             if state is not None:
                 self._run_journey(state, watermark, step)
@@ -426,7 +412,7 @@ class JourneyEngine:
 
     def journey_count(self) -> int:
         """Journeys (and aliases) of this partition held in state: each has one timer entry."""
-        return len(self._scheduled)
+        return len(self._due)
 
     def journeys(self) -> Iterator[JourneyState]:
         return (s for s in self.store.values() if s.merged_into is None)

@@ -419,8 +419,10 @@ def test_the_restored_timer_index_holds_the_stores_own_keys():
     engine = JourneyEngine(f.engine.settings, store=Packed(packed), clock=f.engine.clock)
     engine.restore()
     own = {id(k) for k in packed}
-    assert engine._heap and all(id(key) in own for _, key in engine._heap)
-    assert all(id(key) in own for key in engine._scheduled)
+    index = engine._due
+    held = [key for _, key in index._heap] + [key for keys in index._wheel.values() for key in keys]
+    assert held and all(id(key) in own for key in held)
+    assert len(index) == len(packed) and all(id(key) in own for key in index._due)
 
 
 # -- identify ----------------------------------------------------------------------------------

@@ -260,7 +260,7 @@ async def _run(
         await _feed(bootstrap, lines, rate, tally, stop)
         # Let the last timeouts fire and their moments arrive (Ctrl-C cuts it short).
         deadline = time.monotonic() + settle_s
-        while sum(tally.kinds.values()) < expected and time.monotonic() < deadline:
+        while not stop.is_set() and sum(tally.kinds.values()) < expected and time.monotonic() < deadline:
             with contextlib.suppress(TimeoutError):
                 await asyncio.wait_for(stop.wait(), 0.2)
     finally:

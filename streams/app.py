@@ -89,7 +89,6 @@ class Motwatch:
 
     settings: Settings
     app: faust.App
-    touchpoints: faust.TopicT
     by_journey: faust.TopicT
     # What the journey agent reads: the touchpoints as produced and the re-keyed records.
     journey_inputs: faust.TopicT
@@ -184,7 +183,6 @@ def create_app(settings: Settings, *, copartitioned: bool = True) -> Motwatch:
     mw = Motwatch(
         settings=settings,
         app=app,
-        touchpoints=_raw_topic(app, settings.touchpoints_topic, partitions=partitions),
         by_journey=_raw_topic(app, settings.by_journey_topic, partitions=partitions),
         journey_inputs=_raw_topic(
             app, settings.touchpoints_topic, settings.by_journey_topic, partitions=partitions

@@ -5,39 +5,32 @@ from __future__ import annotations
 import importlib.util
 import zlib
 from pathlib import Path
+from types import ModuleType
 
 import pytest
 import zstandard
 
 from motwatch import packing
-from motwatch.engine import JourneyEngine
-from motwatch.events import Touchpoint
 from motwatch.journey import JourneyState
-from motwatch.settings import Settings
-from motwatch.simulate import SimulationConfig, simulate
-from motwatch.validation import validate_touchpoint
 
 SCRIPT = Path(__file__).resolve().parents[1] / "scripts" / "train_state_dictionary.py"
 
 
-def _states(journeys: int, seed: int) -> list[JourneyState]:
-    """States as a worker writes them: while events wait for the watermark, and settled."""
-    engine = JourneyEngine(Settings())
-    taken = []
-    for i, line in enumerate(simulate(SimulationConfig(journeys=journeys, seed=seed)).lines):
-        event = validate_touchpoint(line)
-        if isinstance(event, Touchpoint):
-            engine.process(event)
-            if i % 3 == 0:
-                taken.append(JourneyState.from_json(engine.store[event.journey_key].to_json()))
-    engine.advance(2**62)
-    return taken + list(engine.store.values())
+def _load_script() -> ModuleType:
+    spec = importlib.util.spec_from_file_location("train_state_dictionary", SCRIPT)
+    assert spec and spec.loader
+    script = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(script)
+    return script
+
+
+script = _load_script()
 
 
 @pytest.fixture(scope="module")
 def states() -> list[JourneyState]:
-    # A seed the dictionary was not trained on.
-    return _states(300, seed=41)
+    """States as a worker writes them (the training script's samples), from a seed it was not trained on."""
+    return [JourneyState.from_json(text) for text in script.samples(300, seed=41)]
 
 
 def test_every_state_reads_back_exactly(states: list[JourneyState]) -> None:
@@ -76,10 +69,6 @@ def test_the_dictionary_more_than_halves_what_zlib_stores(states: list[JourneySt
 
 
 def test_the_training_script_writes_a_dictionary_that_packs(tmp_path: Path, states) -> None:
-    spec = importlib.util.spec_from_file_location("train_state_dictionary", SCRIPT)
-    assert spec and spec.loader
-    script = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(script)
     out = tmp_path / "journey-state-x.zdict"
     assert script.main([str(out), "--journeys", "300", "--seed", "5"]) == 0
     trained = zstandard.ZstdCompressionDict(out.read_bytes())

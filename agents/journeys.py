@@ -88,12 +88,13 @@ class PartitionEngines:
             store = self.stores[partition] = PackedWriteBehind(
                 self.mw.journeys,
                 partition,
+                self.mw.send_batch,
                 pack=JourneyState.pack,
                 unpack=JourneyState.unpack,
                 count=JourneyState.open_timeouts,
                 hot=_waits_for_the_watermark,
             )
-            self.clocks[partition] = WriteBehind(self.mw.clocks, partition)
+            self.clocks[partition] = WriteBehind(self.mw.clocks, partition, self.mw.send_batch)
             engine = JourneyEngine(settings, store=store, clock=clock)
             engine.restore(
                 k

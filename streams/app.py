@@ -6,6 +6,7 @@ meets a message it cannot decode (it would ack it and crash the agent).
 
 from __future__ import annotations
 
+from collections.abc import Callable, Iterable
 from dataclasses import dataclass
 from pathlib import Path
 from types import SimpleNamespace
@@ -115,9 +116,48 @@ class Motwatch:
         """
         await self.app.producer.send(topic, key, value, partition, timestamp, headers)
 
+    async def send_batch(
+        self,
+        topic: str,
+        partition: int,
+        records: Iterable[tuple[bytes | None, bytes | None]],
+        on_written: Callable[[int], None],
+    ) -> None:
+        """Hand (key, value) records for one partition to the producer in as few batches as fit.
+
+        A table's changelog gets every journey a batch changed at once; built
+        into produce batches here, a record costs a fraction of a ``send`` (no
+        future, no partitioner, no accumulator lookup each). ``on_written``
+        gets the offset of each batch's last record once the broker has it.
+        At least once like ``send``: Faust flushes the producer (these batches
+        included) before it commits offsets.
+        """
+        producer = self.app.producer._ensure_producer()  # the aiokafka producer Faust started
+        batch, count = producer.create_batch(), 0
+        for key, value in records:
+            if batch.append(key=key, value=value, timestamp=None) is None:  # full
+                await _submit(producer, batch, count, topic, partition, on_written)
+                batch, count = producer.create_batch(), 0
+                batch.append(key=key, value=value, timestamp=None)  # a batch takes its first record
+            count += 1
+        if count:
+            await _submit(producer, batch, count, topic, partition, on_written)
+
     def topic_names(self) -> list[str]:
         s = self.settings
         return [s.touchpoints_topic, s.by_journey_topic, s.moments_topic, s.deadletter_topic]
+
+
+async def _submit(
+    producer: Any, batch: Any, count: int, topic: str, partition: int, on_written: Callable[[int], None]
+) -> None:
+    written = await producer.send_batch(batch, topic, partition=partition)
+
+    def done(fut: Any) -> None:
+        if not fut.cancelled() and fut.exception() is None:
+            on_written(fut.result().offset + count - 1)  # the batch's base offset + its records
+
+    written.add_done_callback(done)
 
 
 def _raw_topic(app: faust.App, *names: str, partitions: int) -> faust.TopicT:

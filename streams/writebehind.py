@@ -15,7 +15,7 @@ objects, and only until the batch is flushed.
 from __future__ import annotations
 
 import logging
-from collections.abc import Callable, Iterator, MutableMapping
+from collections.abc import Awaitable, Callable, Iterator, MutableMapping
 from typing import Any
 
 from faust.serializers import codecs
@@ -25,13 +25,17 @@ log = logging.getLogger("motwatch.tables")
 
 _DELETED = object()
 
+# (topic, partition, [(key, value)], on_written(last offset)): ``Motwatch.send_batch``.
+SendBatch = Callable[[str, int, list[tuple[bytes, bytes | None]], Callable[[int], None]], Awaitable[None]]
+
 
 class WriteBehind(MutableMapping[str, Any]):
     """Pending writes of one table partition over the table's store."""
 
-    def __init__(self, table: Any, partition: int) -> None:
+    def __init__(self, table: Any, partition: int, send_batch: SendBatch) -> None:
         self.table = table
         self.partition = partition
+        self.send_batch = send_batch
         self.data = table.data
         self.pending: dict[str, Any] = {}
 
@@ -86,10 +90,10 @@ class WriteBehind(MutableMapping[str, Any]):
             return 0
         pending, self.pending = self.pending, {}
         table = self.table
-        producer = table.app.producer
         topic = table.changelog_topic.get_topic_name()
         tp = TP(topic, self.partition)
         key_codec, value_codec = table.key_serializer, table.value_serializer
+        records: list[tuple[bytes, bytes | None]] = []
         for key, value in pending.items():
             if value is _DELETED:
                 self.data.pop(key, None)
@@ -98,8 +102,13 @@ class WriteBehind(MutableMapping[str, Any]):
             else:
                 stored = self.data[key] = self._packed(key, value)
                 body = codecs.dumps(value_codec, stored)
-            fut = await producer.send(topic, codecs.dumps(key_codec, key), body, self.partition, None, None)
-            fut.add_done_callback(lambda f: _persisted(self.data, tp, f))
+            records.append((codecs.dumps(key_codec, key), body))
+        data = self.data
+
+        def written(offset: int) -> None:
+            data.set_persisted_offset(tp, offset)  # a RocksDB store recovers from there
+
+        await self.send_batch(topic, self.partition, records, written)
         return len(pending)
 
     def _forgotten(self, key: str) -> None:
@@ -124,12 +133,13 @@ class PackedWriteBehind(WriteBehind):
         self,
         table: Any,
         partition: int,
+        send_batch: SendBatch,
         pack: Callable[[Any], bytes],
         unpack: Callable[[bytes], Any],
         count: Callable[[Any], int],
         hot: Callable[[Any], bool],
     ) -> None:
-        super().__init__(table, partition)
+        super().__init__(table, partition, send_batch)
         self.pack, self.unpack, self.count, self.is_hot = pack, unpack, count, hot
         self.counts: dict[str, int] = {}
         self.hot: dict[str, Any] = {}
@@ -167,10 +177,3 @@ class PackedWriteBehind(WriteBehind):
     def total(self) -> int:
         """The sum of ``count`` over the values read or written through this view."""
         return sum(self.counts.values())
-
-
-def _persisted(store: Any, tp: TP, fut: Any) -> None:
-    """Tell the store how far its changelog is written (RocksDB recovers from there)."""
-    if fut.cancelled() or fut.exception() is not None:
-        return
-    store.set_persisted_offset(tp, fut.result().offset)

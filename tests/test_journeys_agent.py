@@ -76,6 +76,11 @@ def _agent(
     async def send(topic, key, value, *, partition=None, timestamp=None, headers=None):
         await producer.send(topic, key, value, partition, timestamp, headers)
 
+    async def send_batch(topic, partition, records, on_written):
+        for key, value in records:
+            await producer.send(topic, key, value, partition, None, None)
+        on_written(len(producer.sent) - 1)
+
     mw = SimpleNamespace(
         settings=settings,
         app=app,
@@ -85,6 +90,7 @@ def _agent(
         clocks=Table(app, "clocks", "json"),
         metrics=Metrics(),
         send=send,
+        send_batch=send_batch,
     )
     return _register(mw, direct), mw
 

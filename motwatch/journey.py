@@ -23,8 +23,17 @@ MAX_ITEMS = 64
 MAX_ORDERS = 32
 
 
-# Written even when empty or zero; every other field only when it holds something.
-_ALWAYS_STORED = frozenset({"key", "first_seen_ms", "last_seen_ms"})
+# Written only when they hold something (after the fields every journey has).
+_SOMETIMES_STORED = (
+    "checkouts",
+    "orders",
+    "chats",
+    "onboardings",
+    "exited_products",
+    "reported",
+    "merged_into",
+    "merges",
+)
 
 
 class StateVersionError(ValueError):
@@ -122,27 +131,25 @@ class JourneyState:
     # -- serialisation ------------------------------------------------------
     def to_dict(self) -> dict[str, Any]:
         """The state as JSON types; empty collections and a null ``merged_into`` are left out
-        (they read back as their defaults), which keeps stored states small."""
-        full = {
+        (they read back as their defaults), which keeps stored states small. Written on every
+        change of a journey: each field is tested once, no dict of them all is made first."""
+        out: dict[str, Any] = {
+            "v": STATE_VERSION,
             "key": self.key,
             "first_seen_ms": self.first_seen_ms,
             "last_seen_ms": self.last_seen_ms,
-            "milestones": self.milestones,
-            "reached": self.reached,
-            "seen": self.seen,
-            "pending": [e.stored for e in self.pending],
-            "checkouts": self.checkouts,
-            "orders": self.orders,
-            "chats": self.chats,
-            "onboardings": self.onboardings,
-            "exited_products": self.exited_products,
-            "reported": self.reported,
-            "merged_into": self.merged_into,
-            "merges": self.merges,
         }
-        out: dict[str, Any] = {"v": STATE_VERSION}
-        for name, value in full.items():
-            if value or name in _ALWAYS_STORED:
+        if self.milestones:
+            out["milestones"] = self.milestones
+        if self.reached:
+            out["reached"] = self.reached
+        if self.seen:
+            out["seen"] = self.seen
+        if self.pending:
+            out["pending"] = [e.stored for e in self.pending]
+        for name in _SOMETIMES_STORED:
+            value = getattr(self, name)
+            if value:
                 out[name] = value
         return out
 

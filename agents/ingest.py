@@ -7,7 +7,9 @@ validated once. Any other touchpoint is re-keyed: sent to the re-keyed topic
 with its journey key and its own time as the record timestamp.
 
 Every partition of the re-keyed topic is told how far each source partition
-has read, which is what drives event time downstream. Records of one source
+has read, and whether it had more records waiting (a source catching up on a
+backlog keeps holding event time back: ``motwatch/clock.py``), which is what
+drives event time downstream. Records of one source
 reach one journey partition by one path only (directly, or through the
 re-keyed topic), so such news never overtakes an event it covers.
 """
@@ -15,6 +17,7 @@ re-keyed topic), so such news never overtakes an event it covers.
 from __future__ import annotations
 
 import logging
+from collections.abc import Awaitable, Callable
 from typing import Any
 
 from motwatch.streams.app import Motwatch, partition_for_key
@@ -33,21 +36,26 @@ log = logging.getLogger("motwatch.ingest")
 
 
 class SourceProgress:
-    """The latest event time read per source partition, and what was last announced."""
+    """Per source partition: the latest event time read, whether records were still waiting
+    to be read after the last one (a backlog), and what was last announced."""
 
     def __init__(self) -> None:
         self.read: dict[str, int] = {}
-        self.announced: dict[str, int] = {}
+        self.behind: dict[str, bool] = {}
+        self.announced: dict[str, tuple[int, bool]] = {}
 
-    def observe(self, source: str, occurred_ms: int) -> int:
+    def observe(self, source: str, occurred_ms: int, behind: bool = False) -> int:
         if occurred_ms > self.read.get(source, -(2**62)):
             self.read[source] = occurred_ms
+        self.behind[source] = behind
         return self.read[source]
 
-    def unannounced(self) -> dict[str, int]:
-        news = {s: t for s, t in self.read.items() if self.announced.get(s) != t}
-        self.announced.update(news)
-        return news
+    def unannounced(self) -> tuple[dict[str, int], list[str]]:
+        """The sources with news since the last call: their times, and which of them are behind."""
+        news = {s: t for s, t in self.read.items() if self.announced.get(s) != (t, self.behind[s])}
+        for source, at in news.items():
+            self.announced[source] = (at, self.behind[source])
+        return news, sorted(s for s in news if self.behind[s])
 
 
 class Ingest:
@@ -84,7 +92,11 @@ class Ingest:
                 return None
             metrics.accept(result)
             source = f"{message.topic}:{message.partition}"
-            read = self.progress.observe(source, result.occurred_ms)
+            # Where the partition ends (its high watermark), as the last fetch saw it.
+            highwater = mw.app.consumer.highwater(message.tp)
+            read = self.progress.observe(
+                source, result.occurred_ms, highwater is not None and message.offset + 1 < highwater
+            )
             key = result.journey_key
             if self.direct and partition_for_key(key, self.partitions) == message.partition:
                 return result, source, read
@@ -109,26 +121,49 @@ class Ingest:
         self.mw.metrics.rejected.labels(reason.reason).inc()
         await self.mw.send(self.mw.settings.deadletter_topic, key, encode_dead_letter(record))
 
-
-def register(mw: Motwatch, *, direct: bool) -> Ingest:
-    """The ingest step the journey agent runs on each touchpoint, and the timer that announces progress."""
-    ingest = Ingest(mw, direct=direct)
-
-    @mw.app.timer(interval=mw.settings.progress_interval_s, name="announce_progress")
-    async def announce_progress() -> None:
+    async def announce_progress(self) -> None:
         """Tell every re-keyed partition how far the source partitions read here have got.
 
-        One record per partition for all of them: this runs every few tens of
-        milliseconds, since an event waits for it to learn that the other
-        sources have passed its time.
+        One record per partition for all of them, and only when there is news.
         """
-        news = ingest.progress.unannounced()
+        news, behind = self.progress.unannounced()
         if not news:
             return
-        body = encode_body({"sources": news})
+        mw = self.mw
+        body = encode_body({"sources": news, "behind": behind})
         for partition in range(mw.settings.partitions):
             await mw.by_journey.send(
                 key=None, value=body, partition=partition, headers=control_headers(SOURCE_PROGRESS)
             )
+
+
+async def repeat(app: Any, interval_s: float, action: Callable[[], Awaitable[None]], name: str) -> None:
+    """Run ``action`` every ``interval_s`` until the app stops; a failure is logged, not fatal.
+
+    For actions more frequent than the journey agent's batches are long:
+    Faust's ``app.timer`` logs a warning each time its action and the tasks
+    that ran meanwhile took longer than the interval, which on a busy worker
+    is several times a minute for a 20 ms interval, and says nothing wrong.
+    """
+    while not app.should_stop:
+        await app.sleep(interval_s)
+        try:
+            await action()
+        except Exception:
+            log.exception("%s failed; trying again in %ss", name, interval_s)
+
+
+def register(mw: Motwatch, *, direct: bool) -> Ingest:
+    """The ingest step the journey agent runs on each touchpoint, and the task that announces progress.
+
+    An event waits for the announcements to learn that the other sources have
+    passed its time, so they go out every few tens of milliseconds.
+    """
+    ingest = Ingest(mw, direct=direct)
+    interval_s = mw.settings.progress_interval_s
+
+    @mw.app.task
+    async def announce_progress() -> None:
+        await repeat(mw.app, interval_s, ingest.announce_progress, "announcing source progress")
 
     return ingest

@@ -229,7 +229,11 @@ def register(mw: Motwatch, ingest: Ingest) -> JourneysAgent:
             body = decode_body(raw)
             # Every source one worker reads, in one record; or, as written before 2026-11-23, one.
             reads = body["sources"] if "sources" in body else {body["source"]: body["max_seen_ms"]}
-            step = engine.sources_progress({source: int(ms) for source, ms in reads.items()})
+            # Which of them have records waiting to be read (not told before 2026-11-23).
+            behind = body.get("behind")
+            step = engine.sources_progress(
+                {source: int(ms) for source, ms in reads.items()}, None if behind is None else set(behind)
+            )
         elif kind == TICK:
             step = engine.tick(int(decode_body(raw)["wall_ms"]))
             watermark = engine.clock.watermark_ms

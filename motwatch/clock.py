@@ -6,7 +6,11 @@ moves the clock itself. Behind Kafka, a re-keyed partition receives events from
 every source partition of the input topic, so its clock follows the sources'
 progress instead: the slowest active source sets the pace, and a source that
 made no progress over a whole tick interval stops holding the others back
-(Flink's idle sources). Once every source is quiet for ``idle_advance``, the
+(Flink's idle sources), unless it last reported records still waiting to be
+read: a source with a backlog is slow, not idle (a worker catching up reads
+its partitions unevenly, one for seconds, then another), and were it
+dropped, its events would come after the watermark had passed them. Once
+every source is quiet for ``idle_advance``, and none has a backlog, the
 watermark follows the wall clock between ticks.
 
 Ticks and progress are ordinary records that carry their own times, so
@@ -30,6 +34,8 @@ class PartitionClock:
     max_seen_ms: int = NEVER
     watermark_ms: int = NEVER
     sources: dict[str, int] = field(default_factory=dict)
+    # Sources that last reported records still waiting to be read.
+    behind: list[str] = field(default_factory=list)
     sources_at_last_tick: dict[str, int] = field(default_factory=dict)
     last_tick_wall_ms: int | None = None
     idle_since_wall_ms: int | None = None
@@ -46,9 +52,15 @@ class PartitionClock:
         if self.self_timed:
             self._reach(occurred_ms)
 
-    def source_progress(self, source: str, max_seen_ms: int) -> None:
-        """A source partition reports the latest event time it has read."""
+    def source_progress(self, source: str, max_seen_ms: int, behind: bool | None = None) -> None:
+        """A source partition reports the latest event time it has read, and (``behind``)
+        whether it had more records waiting to be read; None: no news of that."""
         self.activity_since_tick += 1
+        if behind is not None and behind != (source in self.behind):
+            if behind:
+                self.behind.append(source)
+            else:
+                self.behind.remove(source)
         if max_seen_ms > self.sources.get(source, NEVER):
             self.sources[source] = max_seen_ms
         self._reach(self._pace())
@@ -65,10 +77,13 @@ class PartitionClock:
         if previous is not None and wall_ms <= previous:
             return
         if previous is not None:
-            active = {s: t for s, t in self.sources.items() if self.sources_at_last_tick.get(s) != t}
+            behind = self.behind
+            active = {
+                s: t for s, t in self.sources.items() if self.sources_at_last_tick.get(s) != t or s in behind
+            }
             # Quiet sources have delivered everything they read: they no longer hold the pace.
             self._reach(min(active.values()) if active else max(self.sources.values(), default=NEVER))
-            if self.activity_since_tick == 0:
+            if self.activity_since_tick == 0 and not behind:
                 if self.idle_since_wall_ms is None:
                     self.idle_since_wall_ms = previous
                 idle_for = wall_ms - self.idle_since_wall_ms

@@ -13,7 +13,7 @@ drive it, which is why they agree moment for moment.
 from __future__ import annotations
 
 from collections import Counter
-from collections.abc import Iterable, Iterator, Mapping, MutableMapping
+from collections.abc import Collection, Iterable, Iterator, Mapping, MutableMapping
 from dataclasses import dataclass, field
 from typing import Any, Literal
 
@@ -151,10 +151,11 @@ class JourneyEngine:
         """A source partition of the input topic has read up to ``max_seen_ms``."""
         return self.sources_progress({source: max_seen_ms})
 
-    def sources_progress(self, reads: Mapping[str, int]) -> Step:
-        """Source partitions of the input topic report how far they have read (event time, ms)."""
+    def sources_progress(self, reads: Mapping[str, int], behind: Collection[str] | None = None) -> Step:
+        """Source partitions of the input topic report how far they have read (event time, ms),
+        and (``behind``, when known) which of them had more records waiting to be read."""
         for source, max_seen_ms in reads.items():
-            self.clock.source_progress(source, max_seen_ms)
+            self.clock.source_progress(source, max_seen_ms, None if behind is None else source in behind)
         return self._run_due(self._new_step())
 
     def tick(self, wall_ms: int) -> Step:

@@ -667,6 +667,40 @@ def test_activity_resets_the_idle_period():
     assert clock.watermark_ms == 10_000
 
 
+def test_a_quiet_source_with_a_backlog_keeps_holding_the_pace():
+    """A source reported behind (records waiting to be read) is slow, not idle: a worker catching
+    up reads its partitions unevenly, and dropping it would make its events late."""
+    clock = PartitionClock(lateness_ms=0, self_timed=False, idle_advance_ms=0)
+    clock.source_progress("p0", 100_000, behind=True)
+    clock.source_progress("p1", 100_000, behind=False)
+    for wall in range(0, 5000, 1000):
+        clock.on_tick(wall)
+        clock.source_progress("p1", 200_000 + wall)  # p1 moves on; p0 makes no progress
+    assert clock.watermark_ms == 100_000, "a source with a backlog must hold the watermark"
+    clock.source_progress("p0", 100_000, behind=False)  # caught up, and quiet from now on
+    clock.on_tick(5000)
+    clock.on_tick(6000)
+    assert clock.watermark_ms == 204_000, "a caught-up quiet source no longer holds the pace"
+
+
+def test_no_idle_advance_while_a_source_has_a_backlog():
+    clock = PartitionClock(lateness_ms=0, self_timed=False, idle_advance_ms=1000)
+    clock.source_progress("p0", 10_000, behind=True)
+    for wall in range(0, 20_000, 1000):
+        clock.on_tick(wall)
+    assert clock.watermark_ms == 10_000
+    clock.source_progress("p0", 10_000, behind=False)
+    for wall in range(20_000, 30_000, 1000):
+        clock.on_tick(wall)
+    assert clock.watermark_ms > 10_000
+
+
+def test_a_clock_saved_before_backlogs_were_reported_still_loads():
+    saved = PartitionClock(lateness_ms=0, self_timed=False).to_dict()
+    del saved["behind"]
+    assert PartitionClock.from_dict(saved).behind == []
+
+
 def test_ticks_out_of_order_are_ignored():
     clock = PartitionClock(lateness_ms=0, self_timed=False, idle_advance_ms=0)
     clock.source_progress("p0", 10_000)

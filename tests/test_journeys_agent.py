@@ -20,6 +20,7 @@ from motwatch.agents import ingest, journeys
 from motwatch.streams.app import partition_for_key
 from motwatch.streams.records import SOURCE_PROGRESS, TICK, control_headers, encode_body
 
+from motwatch.detect import run_detect
 from motwatch.journey import JourneyState
 from motwatch.metrics import Metrics
 from motwatch.settings import Settings
@@ -63,13 +64,15 @@ class Table(dict):
 
 
 def _agent(
-    producer: Producer, partitions: int = 1, direct: bool = True
+    producer: Producer, partitions: int = 1, direct: bool = True, lateness_s: float = 0
 ) -> tuple[journeys.JourneysAgent, SimpleNamespace]:
-    settings = Settings(partitions=partitions, allowed_lateness_s=0, idle_advance_s=0)
+    settings = Settings(partitions=partitions, allowed_lateness_s=lateness_s, idle_advance_s=0)
     app = SimpleNamespace(
         producer=producer,
         agent=lambda *a, **k: lambda f: f,
         timer=lambda *a, **k: lambda f: f,
+        task=lambda f: f,
+        consumer=SimpleNamespace(highwater=lambda tp: None),
         on_partitions_revoked=SimpleNamespace(connect=lambda f: f),
     )
 
@@ -81,10 +84,14 @@ def _agent(
             await producer.send(topic, key, value, partition, None, None)
         on_written(len(producer.sent) - 1)
 
+    class ByJourney:
+        async def send(self, key, value, partition, headers):
+            await producer.send(settings.by_journey_topic, key, value, partition, None, headers)
+
     mw = SimpleNamespace(
         settings=settings,
         app=app,
-        by_journey=None,
+        by_journey=ByJourney(),
         journey_inputs=None,
         journeys=Table(app, "journeys", "raw"),
         clocks=Table(app, "clocks", "json"),
@@ -107,7 +114,7 @@ def _record(
     topic: str = "touchpoints-by-journey",
     partition: int = 0,
 ) -> Any:
-    message = SimpleNamespace(topic=topic, partition=partition, offset=offset)
+    message = SimpleNamespace(topic=topic, partition=partition, offset=offset, tp=(topic, partition))
     return SimpleNamespace(message=message, key=key, value=value, headers=headers)
 
 
@@ -260,3 +267,133 @@ async def test_progress_as_written_before_one_record_held_every_source_is_still_
         assert agent.engines.engines[0].clock.watermark_ms == halfway_ms
         moments.append(producer.to(mw.settings.moments_topic))
     assert moments[0] == moments[1] and moments[0]
+
+
+async def test_progress_is_announced_to_every_partition_only_when_a_source_has_news() -> None:
+    """News: a source read further in event time, or caught up with (or fell behind) its partition's end."""
+    producer = Producer()
+    _, mw = _agent(producer, partitions=3)
+    topic = mw.settings.touchpoints_topic
+    records = [
+        _record(i, line, None, [], topic=topic, partition=i % 2)
+        for i, line in enumerate(simulate(SimulationConfig(journeys=10, seed=4)).lines)
+    ]
+    last = {p: max(r.message.offset for r in records if r.message.partition == p) for p in (0, 1)}
+    # Partition 0 has more records waiting than these; partition 1 ends with them.
+    ends = {(topic, 0): last[0] + 100, (topic, 1): last[1] + 1}
+    mw.app.consumer = SimpleNamespace(highwater=ends.get)
+    source = ingest.Ingest(mw, direct=True)
+    for record in records:
+        await source.take(record)
+    producer.sent.clear()
+
+    def announced() -> list[tuple[int | None, dict[str, Any]]]:
+        by_journey = mw.settings.by_journey_topic
+        out = [(p, orjson.loads(v)) for t, _, v, p in producer.sent if t == by_journey]
+        producer.sent.clear()
+        return out
+
+    await source.announce_progress()
+    latest = {f"{topic}:{p}": 0 for p in (0, 1)}
+    for record in records:
+        name = f"{topic}:{record.message.partition}"
+        at = orjson.loads(record.value)["occurred_at"]
+        latest[name] = max(latest[name], int(datetime.fromisoformat(at).timestamp() * 1000))
+    assert announced() == [(p, {"sources": latest, "behind": [f"{topic}:0"]}) for p in range(3)]
+    await source.announce_progress()
+    assert announced() == [], "nothing new: nothing sent"
+    await source.take(records[-1])  # read again: no progress
+    await source.announce_progress()
+    assert announced() == []
+    # Partition 0 read to its end: no later event time, but news all the same.
+    ends[(topic, 0)] = last[0] + 1
+    await source.take(next(r for r in records if r.message.offset == last[0]))
+    await source.announce_progress()
+    expected = {"sources": {f"{topic}:0": latest[f"{topic}:0"]}, "behind": []}
+    assert announced() == [(p, expected) for p in range(3)]
+
+
+async def test_the_repeated_action_survives_a_failure_and_ends_with_the_app(caplog) -> None:
+    calls: list[int] = []
+    app = SimpleNamespace(should_stop=False, sleep=lambda s: asyncio.sleep(0))
+
+    async def action() -> None:
+        calls.append(len(calls))
+        if len(calls) == 2:
+            raise RuntimeError("broker gone")
+        if len(calls) == 4:
+            app.should_stop = True
+
+    await asyncio.wait_for(ingest.repeat(app, 0.02, action, "announcing"), 5)
+    assert calls == [0, 1, 2, 3]
+    assert "announcing failed" in caplog.text and "broker gone" in caplog.text
+
+
+async def test_a_source_catching_up_on_a_backlog_holds_event_time_back() -> None:
+    """One source partition is read in full while another still has most of its records waiting:
+    ticks in between must not treat the waiting one as idle, or its events come in late."""
+    producer = Producer()
+    # One journey partition, no idle advance, a day of lateness: the sources span three weeks.
+    _, mw = _agent(producer, lateness_s=86_400)
+    touchpoints = mw.settings.touchpoints_topic
+    lines = simulate(SimulationConfig(journeys=60, seed=5)).lines
+    by_source: dict[int, list[bytes]] = {0: [], 1: []}
+    for line in lines:
+        event = orjson.loads(line)
+        by_source[partition_for_key(event.get("customer_id") or event["anonymous_id"], 2)].append(line)
+    ends = {(touchpoints, p): len(records) for p, records in by_source.items()}
+    mw.app.consumer = SimpleNamespace(highwater=ends.get)
+    source = ingest.Ingest(mw, direct=True)
+    agent = journeys.register(mw, source)
+    delivered = 0
+    offsets = iter(range(10**6))
+
+    async def read(partition: int, start: int, stop: int) -> None:
+        """Records of one source partition as the worker reads them, a few at a time, each
+        batch followed by what it sent on."""
+        for first in range(start, stop, 5):
+            lines = by_source[partition][first : min(first + 5, stop)]
+            await agent.process(
+                [
+                    _record(offset, line, None, [], topic=touchpoints, partition=partition)
+                    for offset, line in enumerate(lines, start=first)
+                ]
+            )
+            await source.announce_progress()
+            await deliver()
+
+    async def deliver() -> None:
+        """The re-keyed topic's new records to the agent, until it sends no more (identifies
+        send records on to the journeys they join)."""
+        nonlocal delivered
+        while delivered < len(producer.sent):
+            sent = list(zip(producer.sent[delivered:], producer.headers[delivered:], strict=True))
+            delivered = len(producer.sent)
+            await agent.process(
+                [
+                    _record(next(offsets), value, key, headers)
+                    for (topic, key, value, _), headers in sent
+                    if topic == mw.settings.by_journey_topic
+                ]
+            )
+
+    async def tick(wall_ms: int) -> None:
+        body = encode_body({"wall_ms": wall_ms})
+        await agent.process([_record(next(offsets), body, None, control_headers(TICK))])
+
+    third = len(by_source[1]) // 3
+    await read(1, 0, 3)
+    await read(0, 0, 3)
+    await read(1, 3, third)  # source 1 has most of its records still to read
+    await read(0, 3, len(by_source[0]))  # source 0: all of them, weeks ahead in event time
+    await tick(1_000)
+    await tick(2_000)  # source 1 made no progress since the last tick, but it is behind
+    await tick(3_000)
+    await read(1, third, len(by_source[1]))
+    engine = agent.engines.engines[0]
+    assert engine.stats["late"] == 0
+    got = [v for k, v in producer.to(mw.settings.moments_topic)]
+    got += [m.to_json() for m in engine.advance(2**62).moments]
+    expected: list[bytes] = []
+    run_detect(lines, mw.settings, lambda m: expected.append(m.to_json()), lambda r: None, flush=True)
+    assert sorted(got) == sorted(expected)

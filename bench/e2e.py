@@ -17,6 +17,8 @@ from collections.abc import Awaitable, Callable
 from pathlib import Path
 from typing import Any
 
+import orjson
+
 from bench.common import (
     BenchError,
     TopicReader,
@@ -79,7 +81,13 @@ async def run_workers(
         Worker(worker_env(bootstrap, prefix, workdir, **env_settings), workdir, name=f"worker{i}")
         for i in range(workers)
     ]
-    reader = TopicReader(bootstrap, f"{prefix}moments").start()
+    # Distinct moment ids: more than detect finds means the worker reported moments it did not.
+    ids: set[str] = set()
+    reader = TopicReader(
+        bootstrap,
+        f"{prefix}moments",
+        keep=lambda message, _: ids.add(orjson.loads(message.value)["moment_id"]),
+    ).start()
     samples: list[dict[str, Any]] = []
     broker_cpu0 = cpu_seconds(broker_pid) if broker_pid else None
     try:
@@ -149,6 +157,7 @@ async def run_workers(
             "workers": workers,
             "expected_moments": expected_moments,
             "moments_written": reader.count,
+            "moments_distinct": len(ids),
             "seconds": round(elapsed, 2),
             "events_per_s": rate(done, elapsed),
             "events_per_s_per_worker": rate(done / workers, elapsed),

@@ -161,7 +161,8 @@ def table(result: dict[str, Any], previous: dict[str, Any] | None = None) -> str
         label = "motwatch end to end (1 worker, {p} partitions, {e} events{c})".format(
             p=e2e.get("partitions"),
             e=_n(e2e.get("events")),
-            c="" if e2e.get("complete") else f"; PARTIAL: {_n(e2e.get('events_applied'))} applied in time",
+            c=("" if e2e.get("complete") else f"; PARTIAL: {_n(e2e.get('events_applied'))} applied in time")
+            + _disagreement(e2e),
         )
         row(
             label,
@@ -236,3 +237,11 @@ def table(result: dict[str, Any], previous: dict[str, Any] | None = None) -> str
     for name, error in result.get("errors", {}).items():
         out.append(f"! {name}: {error}")
     return "\n".join(out)
+
+
+def _disagreement(e2e: dict[str, Any]) -> str:
+    """Said in the table when the worker wrote other moments than ``motwatch detect`` finds."""
+    distinct, expected = e2e.get("moments_distinct"), e2e.get("expected_moments")
+    if distinct is None or expected is None or distinct <= expected:
+        return ""
+    return f"; {_n(distinct - expected)} MOMENTS detect does not report"

@@ -147,10 +147,6 @@ class JourneyEngine:
         self._run_due(step)
         return step
 
-    def source_progress(self, source: str, max_seen_ms: int) -> Step:
-        """A source partition of the input topic has read up to ``max_seen_ms``."""
-        return self.sources_progress({source: max_seen_ms})
-
     def sources_progress(self, reads: Mapping[str, int], behind: Collection[str] | None = None) -> Step:
         """Source partitions of the input topic report how far they have read (event time, ms),
         and (``behind``, when known) which of them had more records waiting to be read."""

@@ -642,7 +642,7 @@ def test_an_expired_journey_starts_afresh():
 def test_an_idle_partition_follows_the_wall_clock_after_the_idle_period():
     clock = PartitionClock(lateness_ms=0, self_timed=False, idle_advance_ms=30_000)
     engine = JourneyEngine(settings(allowed_lateness_s=0), clock=clock)
-    engine.source_progress("p0", ms(0))
+    engine.sources_progress({"p0": ms(0)})
     engine.process(touch("chat_started", 0, chat_id="c"))
     engine.tick(1_000_000)
     engine.tick(1_001_000)  # no activity since the last tick: idle from 1_000_000
@@ -757,11 +757,11 @@ def test_a_source_without_progress_over_a_tick_interval_stops_holding_back():
 def test_source_progress_fires_timeouts_through_the_engine():
     clock = PartitionClock(lateness_ms=0, self_timed=False)
     engine = JourneyEngine(settings(allowed_lateness_s=0), clock=clock)
-    engine.source_progress("p0", ms(0))
+    engine.sources_progress({"p0": ms(0)})
     engine.process(touch("checkout_started", 0, cart_id="c"))
-    engine.source_progress("p1", ms(1801))
-    assert engine.source_progress("p0", ms(1800)).moments == []
-    assert [m.kind for m in engine.source_progress("p0", ms(1801)).moments] == ["abandoned_checkout"]
+    engine.sources_progress({"p1": ms(1801)})
+    assert engine.sources_progress({"p0": ms(1800)}).moments == []
+    assert [m.kind for m in engine.sources_progress({"p0": ms(1801)}).moments] == ["abandoned_checkout"]
 
 
 def test_the_clock_survives_serialisation():

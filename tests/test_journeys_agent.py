@@ -315,7 +315,12 @@ async def test_progress_is_announced_to_every_partition_only_when_a_source_has_n
 
 async def test_the_repeated_action_survives_a_failure_and_ends_with_the_app(caplog) -> None:
     calls: list[int] = []
-    app = SimpleNamespace(should_stop=False, sleep=lambda s: asyncio.sleep(0))
+    waits: list[float] = []
+
+    async def wait(seconds: float) -> None:  # the app's sleep, which the loop awaits between runs
+        waits.append(seconds)
+
+    app = SimpleNamespace(should_stop=False, sleep=wait)
 
     async def action() -> None:
         calls.append(len(calls))
@@ -326,6 +331,7 @@ async def test_the_repeated_action_survives_a_failure_and_ends_with_the_app(capl
 
     await asyncio.wait_for(ingest.repeat(app, 0.02, action, "announcing"), 5)
     assert calls == [0, 1, 2, 3]
+    assert waits == [0.02] * 4
     assert "announcing failed" in caplog.text and "broker gone" in caplog.text
 
 

@@ -107,7 +107,7 @@ async def test_a_stopped_consumer_reports_stopped_as_faust_does() -> None:
     consumer._stopped.set()
 
     async def deliver() -> int:
-        await asyncio.sleep(0)
+        await asyncio.sleep(0)  # suspends: a delivery still under way when the consumer stops
         return 1
 
     result = await consumer.wait_first(deliver(), consumer.suspend_flow.wait())

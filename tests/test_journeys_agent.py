@@ -358,11 +358,11 @@ async def test_a_source_catching_up_on_a_backlog_holds_event_time_back() -> None
         """Records of one source partition as the worker reads them, a few at a time, each
         batch followed by what it sent on."""
         for first in range(start, stop, 5):
-            lines = by_source[partition][first : min(first + 5, stop)]
+            chunk = by_source[partition][first : min(first + 5, stop)]
             await agent.process(
                 [
                     _record(offset, line, None, [], topic=touchpoints, partition=partition)
-                    for offset, line in enumerate(lines, start=first)
+                    for offset, line in enumerate(chunk, start=first)
                 ]
             )
             await source.announce_progress()

@@ -1,136 +1,133 @@
-"""Ingest: validate every touchpoint as read, dead-letter the rest, and route it to its journey.
+"""The input topic as this worker reads it: its partitions, and how far each has been read.
 
-A touchpoint read from the partition its journey lives on (the producer keyed
-it by journey, as ``motwatch produce`` does) is applied there and then by the
-journey agent, which reads the touchpoints topic too: one record consumed and
-validated once. Any other touchpoint is re-keyed: sent to the re-keyed topic
-with its journey key and its own time as the record timestamp.
+Touchpoints are validated, routed and applied by the journey agent through
+the core's dispatch (``motwatch/dispatch.py``); what the worker adds here is
+what only a Kafka consumer knows. Every ``progress_interval_s`` each
+partition of the re-keyed topic is told, in one record, what this worker has
+read from each source partition since the last time: the latest event time,
+whether records were still waiting to be read (a source catching up on a
+backlog keeps holding event time back: ``motwatch/clock.py``), and, for a
+partition it reads and has read nothing from yet, whether records wait there.
 
-Every partition of the re-keyed topic is told how far each source partition
-has read, and whether it had more records waiting (a source catching up on a
-backlog keeps holding event time back: ``motwatch/clock.py``), which is what
-drives event time downstream. Records of one source
-reach one journey partition by one path only (directly, or through the
-re-keyed topic), so such news never overtakes an event it covers.
+The input topic's partitions are known up front: its partition count at start,
+and again whenever the consumer's assignment changes (the consumer refreshes
+its metadata every ``metadata_refresh_s`` and rebalances when a topic grows).
+A new count reaches every journey partition with the next progress record.
+Touchpoints read on their journey's partition skip the re-keying hop only
+while the input topic has exactly as many partitions as the journey topics
+(Faust assigns equal-count topics together); once it has not, every
+touchpoint is re-keyed, for the rest of the worker's life.
+
+Records of one source reach one journey partition by one path only (directly,
+or through the re-keyed topic) before progress that covers them, so such news
+never overtakes an event it covers.
 """
 
 from __future__ import annotations
 
+import asyncio
 import logging
 from collections.abc import Awaitable, Callable
 from typing import Any
 
-from motwatch.streams.app import Motwatch, partition_for_key
-from motwatch.streams.records import (
-    SOURCE_PROGRESS,
-    control_headers,
-    encode_body,
-    touchpoint_headers,
-)
+from motwatch.streams.app import Motwatch
 
-from motwatch.deadletter import dead_letter_record, encode_dead_letter, kafka_source
-from motwatch.events import Touchpoint
-from motwatch.validation import Rejection, validate_touchpoint
+from motwatch.records import SOURCE_PROGRESS, control_headers, input_sources, source_name
+from motwatch.sources import SourceReads
 
 log = logging.getLogger("motwatch.ingest")
 
 
-class SourceProgress:
-    """Per source partition: the latest event time read, whether records were still waiting
-    to be read after the last one (a backlog), and what was last announced."""
+class InputTopic:
+    """The input topic's partitions as this worker sees them, and what it has read from each.
 
-    def __init__(self) -> None:
-        self.read: dict[str, int] = {}
-        self.behind: dict[str, bool] = {}
-        self.announced: dict[str, tuple[int, bool]] = {}
-
-    def observe(self, source: str, occurred_ms: int, behind: bool = False) -> int:
-        if occurred_ms > self.read.get(source, -(2**62)):
-            self.read[source] = occurred_ms
-        self.behind[source] = behind
-        return self.read[source]
-
-    def unannounced(self) -> tuple[dict[str, int], list[str]]:
-        """The sources with news since the last call: their times, and which of them are behind."""
-        news = {s: t for s, t in self.read.items() if self.announced.get(s) != (t, self.behind[s])}
-        for source, at in news.items():
-            self.announced[source] = (at, self.behind[source])
-        return news, sorted(s for s in news if self.behind[s])
-
-
-class Ingest:
-    """What becomes of one touchpoint record as read: applied here, re-keyed, or dead-lettered.
-
-    ``direct``: the touchpoints topic is partitioned like the re-keyed topic, so
-    the worker that reads a touchpoint partition also owns the journeys of the
-    same partition number (Faust assigns topics with equal partition counts
-    together). Fixed for the worker's life: were it to change while running,
-    a source's records could reach a journey partition by two paths, and its
-    progress overtake an event still on its way.
+    ``partitions``: the input topic's partition count when the worker started.
+    ``direct``: touchpoints read on their journey's partition are applied
+    there (the topic is partitioned like the journey topics).
     """
 
-    def __init__(self, mw: Motwatch, *, direct: bool) -> None:
+    def __init__(self, mw: Motwatch, *, partitions: int) -> None:
         self.mw = mw
-        self.direct = direct
-        self.partitions = mw.settings.partitions
-        self.progress = SourceProgress()
+        self.topic = mw.settings.touchpoints_topic
+        self.reads = SourceReads()
+        self.reads.set_inputs({self.topic: partitions})
+        self.direct = partitions == mw.settings.partitions
+        # Called with the new value when ``direct`` is switched off.
+        self.on_direct: Callable[[bool], None] | None = None
+        # Each assigned input partition's first offset, where reading starts when none is committed.
+        self.first_offsets: dict[Any, int] = {}
 
-    async def take(self, event: Any) -> tuple[Touchpoint, str, int] | None:
-        """The touchpoint to apply on this partition, with its source and how far that has read.
+    def sources(self) -> list[str]:
+        """Every source partition of the input topic, named."""
+        return input_sources(self.reads.inputs)
 
-        None when the record was re-keyed to another partition or dead-lettered.
-        """
-        mw = self.mw
-        metrics = mw.metrics
-        metrics.received.inc()
-        message = event.message
-        raw = event.value if isinstance(event.value, bytes) else bytes(event.value or b"")
-        try:
-            result = validate_touchpoint(raw)
-            if isinstance(result, Rejection):
-                await self.reject(raw, result, message, event.key)
-                return None
-            metrics.accept(result)
-            source = f"{message.topic}:{message.partition}"
-            # Where the partition ends (its high watermark), as the last fetch saw it.
-            highwater = mw.app.consumer.highwater(message.tp)
-            read = self.progress.observe(
-                source, result.occurred_ms, highwater is not None and message.offset + 1 < highwater
-            )
-            key = result.journey_key
-            if self.direct and partition_for_key(key, self.partitions) == message.partition:
-                return result, source, read
-            await mw.send(
-                mw.settings.by_journey_topic,
-                key.encode(),
-                raw,
-                timestamp=result.occurred_ms / 1000,
-                headers=touchpoint_headers(source, read),
-            )
-        except Exception as exc:  # one bad message never stops the stream
-            log.exception("ingest failed on %s[%s]@%s", message.topic, message.partition, message.offset)
-            await self.reject(
-                raw, Rejection("internal_error", f"{type(exc).__name__}: {exc}"), message, event.key
-            )
-        return None
-
-    async def reject(self, raw: bytes, reason: Rejection, message: Any, key: bytes | None) -> None:
-        record = dead_letter_record(
-            raw, reason, kafka_source(message.topic, message.partition, message.offset)
+    def partitions_are(self, count: int | None) -> None:
+        """The input topic's partition count, as the consumer's metadata now has it."""
+        if count is None or count <= self.reads.inputs.get(self.topic, 0):
+            return
+        self.reads.set_inputs({self.topic: count})
+        log.warning(
+            "%s now has %d partitions: every journey partition waits for the new ones", self.topic, count
         )
-        self.mw.metrics.rejected.labels(reason.reason).inc()
-        await self.mw.send(self.mw.settings.deadletter_topic, key, encode_dead_letter(record))
+        if self.direct and count != self.mw.settings.partitions:
+            self.direct = False
+            log.warning(
+                "%s has %d partitions, the worker %d: from now on every touchpoint is re-keyed",
+                self.topic,
+                count,
+                self.mw.settings.partitions,
+            )
+            if self.on_direct is not None:
+                self.on_direct(False)
+
+    def behind(self, message: Any) -> bool:
+        """Whether records were still waiting in the message's partition after it (a backlog)."""
+        highwater = self.mw.app.consumer.highwater(message.tp)
+        return highwater is not None and message.offset + 1 < highwater
+
+    def note_waiting(self) -> None:
+        """For each input partition assigned here: are records waiting past what was read?
+
+        Asked every announcement, not only as records are read: a partition
+        read to its end may receive more, and one not read from yet may have
+        a backlog; either holds event time back until it is read. Where
+        reading starts in a partition not read from yet is its committed
+        offset, or its first offset; while neither is known nothing is said,
+        and the journey partitions keep waiting for it. (The consumer's
+        ``position`` is not asked: a call that waits for a position holds
+        one of the consumer thread's two workers, and with them the fetches.)
+        """
+        consumer = self.mw.app.consumer
+        reads = self.reads
+        committed = getattr(consumer, "_committed_offset", {})
+        for tp in consumer.assignment():
+            if tp.topic != self.topic:
+                continue
+            highwater = consumer.highwater(tp)
+            if highwater is None:
+                continue  # not fetched yet: not known
+            source = source_name(tp.topic, tp.partition)
+            next_offset = reads.next_offset.get(source)
+            if next_offset is None:
+                next_offset = committed.get(tp) or self.first_offsets.get(tp)
+                if next_offset is None:
+                    continue
+            reads.waiting(source, behind=next_offset < highwater)
+
+    async def learn_first_offsets(self) -> None:
+        """The first offset of each input partition assigned here (once per assignment)."""
+        consumer = self.mw.app.consumer
+        tps = [tp for tp in consumer.assignment() if tp.topic == self.topic]
+        if tps:
+            self.first_offsets.update(await consumer.earliest_offsets(*tps))
 
     async def announce_progress(self) -> None:
-        """Tell every re-keyed partition how far the source partitions read here have got.
-
-        One record per partition for all of them, and only when there is news.
-        """
-        news, behind = self.progress.unannounced()
-        if not news:
+        """Tell every journey partition what was read here since the last time, if anything."""
+        self.note_waiting()
+        body = self.reads.news()
+        if body is None:
             return
         mw = self.mw
-        body = encode_body({"sources": news, "behind": behind})
         for partition in range(mw.settings.partitions):
             await mw.by_journey.send(
                 key=None, value=body, partition=partition, headers=control_headers(SOURCE_PROGRESS)
@@ -153,17 +150,29 @@ async def repeat(app: Any, interval_s: float, action: Callable[[], Awaitable[Non
             log.exception("%s failed; trying again in %ss", name, interval_s)
 
 
-def register(mw: Motwatch, *, direct: bool) -> Ingest:
-    """The ingest step the journey agent runs on each touchpoint, and the task that announces progress.
+def _log_failure(task: asyncio.Future[Any]) -> None:
+    if not task.cancelled() and task.exception() is not None:
+        log.warning("could not learn where the input partitions start: %s", task.exception())
+
+
+def register(mw: Motwatch, *, partitions: int) -> InputTopic:
+    """The input topic's view, the task that announces progress, and the watch on its partitions.
 
     An event waits for the announcements to learn that the other sources have
     passed its time, so they go out every few tens of milliseconds.
     """
-    ingest = Ingest(mw, direct=direct)
+    inputs = InputTopic(mw, partitions=partitions)
     interval_s = mw.settings.progress_interval_s
 
     @mw.app.task
     async def announce_progress() -> None:
-        await repeat(mw.app, interval_s, ingest.announce_progress, "announcing source progress")
+        await repeat(mw.app, interval_s, inputs.announce_progress, "announcing source progress")
 
-    return ingest
+    @mw.app.on_partitions_assigned.connect
+    async def _assigned(app: Any, assigned: Any, **kwargs: Any) -> None:
+        inputs.partitions_are(mw.app.consumer.topic_partitions(inputs.topic))
+        # Not awaited here: the rebalance must not wait on a request of its own consumer.
+        task = asyncio.ensure_future(inputs.learn_first_offsets())
+        task.add_done_callback(_log_failure)
+
+    return inputs

@@ -1,15 +1,16 @@
-"""Journey agent: drives one JourneyEngine per partition of the re-keyed topic.
+"""Journey agent: the Kafka side of the core's dispatch, one JourneyEngine per journey partition.
 
 It reads the touchpoints as produced and the re-keyed records, both
-partitioned alike: a touchpoint already on its journey's partition is applied
-at once, any other is re-keyed (``agents/ingest.py``) and applied when it
-comes back on the re-keyed topic. Journey state lives in a changelog-backed
-table, so a restarted or rebalanced worker resumes with the same journeys and
-open timeouts; the timer index is rebuilt from the table when a partition is
-(re)assigned. Records are taken in batches: each changed journey, and the
-clock of each partition that had records, is written once per batch, before
-the batch's offsets can be committed. A leader timer ticks every partition so
-quiet ones still move on.
+partitioned alike, hands each to the core's ``JourneyDispatch``
+(``motwatch/dispatch.py``: the same path ``motwatch detect`` takes) and sends
+what it returns: moments, records for other journey partitions, dead letters.
+Journey state lives in a changelog-backed table, so a restarted or
+rebalanced worker resumes with the same journeys and open timeouts; the
+timer index is rebuilt from the table when a partition is (re)assigned.
+Records are taken in batches: each changed journey, and the clock of each
+partition that had records, is written once per batch, before the batch's
+offsets can be committed. A leader timer ticks every partition so quiet ones
+still move on.
 """
 
 from __future__ import annotations
@@ -20,30 +21,18 @@ from collections.abc import Awaitable, Callable, Iterable
 from dataclasses import dataclass
 from typing import Any
 
-from motwatch.agents.ingest import Ingest
-from motwatch.streams.app import Motwatch, partition_for_key
-from motwatch.streams.records import (
-    MERGE,
-    MERGE_REQUEST,
-    PROGRESS,
-    RECORD,
-    SOURCE,
-    SOURCE_PROGRESS,
-    TICK,
-    control_headers,
-    decode_body,
-    encode_body,
-    forwarded_headers,
-    header_map,
-)
+from motwatch.agents.ingest import InputTopic
+from motwatch.streams.app import Motwatch
 from motwatch.streams.writebehind import PackedWriteBehind, WriteBehind
 
 from motwatch.clock import NEVER, PartitionClock
 from motwatch.deadletter import dead_letter_record, encode_dead_letter, kafka_source
-from motwatch.engine import JourneyEngine, Step
-from motwatch.events import Touchpoint
+from motwatch.dispatch import Inbound, JourneyDispatch, Outcome
+from motwatch.engine import JourneyEngine
 from motwatch.journey import JourneyState
-from motwatch.validation import Rejection, validate_touchpoint
+from motwatch.partitioner import partition_for_key
+from motwatch.records import RECORD, TICK, control_headers, header_map, tick_body
+from motwatch.validation import Rejection
 
 log = logging.getLogger("motwatch.journeys")
 
@@ -62,8 +51,10 @@ class PartitionEngines:
     ``flush`` writes them, and the clocks of the partitions that had records.
     """
 
-    def __init__(self, mw: Motwatch) -> None:
+    def __init__(self, mw: Motwatch, inputs: Callable[[], list[str]] = list) -> None:
         self.mw = mw
+        # The source partitions of the input topic: every new engine's clock waits for them.
+        self.inputs = inputs
         self.engines: dict[int, JourneyEngine] = {}
         self.stores: dict[int, PackedWriteBehind] = {}
         self.clocks: dict[int, WriteBehind] = {}
@@ -95,6 +86,7 @@ class PartitionEngines:
                 hot=_waits_for_the_watermark,
             )
             self.clocks[partition] = WriteBehind(self.mw.clocks, partition, self.mw.send_batch)
+            clock.learn_inputs(self.inputs())
             engine = JourneyEngine(settings, store=store, clock=clock)
             engine.restore(
                 k
@@ -107,9 +99,18 @@ class PartitionEngines:
     async def flush(self) -> None:
         """Write the pending journeys, then the clocks of the partitions that had records.
 
-        The clocks go last and a failure to save one is only logged: whatever a
-        record fired is sent by then, and the next flush saves the clock again.
+        What the batch sent (moments, records for other journey partitions,
+        dead letters) is acknowledged by the broker first: a journey state that
+        marks a moment reported, or a journey handed over to another, must
+        never reach the changelog without the moment or the hand-over itself.
+        Killed in between, the worker that takes over applies the batch again
+        and sends them again (repeats, with the same ids), rather than finding
+        them done and never sending them. The clocks go last and a failure to
+        save one is only logged: whatever a record fired is sent by then, and
+        the next flush saves the clock again.
         """
+        if any(store.pending for store in self.stores.values()):
+            await self.mw.app.producer.flush()
         for store in self.stores.values():
             await store.flush()
         touched, self.touched = self.touched, set()
@@ -155,109 +156,90 @@ class JourneysAgent:
             await self.engines.flush()
 
 
-def register(mw: Motwatch, ingest: Ingest) -> JourneysAgent:
-    engines = PartitionEngines(mw)
+def register(mw: Motwatch, inputs: InputTopic) -> JourneysAgent:
+    engines = PartitionEngines(mw, inputs.sources)
+    dispatch = JourneyDispatch(
+        mw.settings, engines.get, partitions=mw.settings.partitions, direct=inputs.direct, reads=inputs.reads
+    )
+
+    def set_direct(direct: bool) -> None:
+        dispatch.direct = direct
+
+    inputs.on_direct = set_direct
 
     @mw.app.on_partitions_revoked.connect
     async def _revoked(app: Any, revoked: Any, **kwargs: Any) -> None:
         await engines.forget()
 
     send = mw.send
+    metrics = mw.metrics
     moments_topic = mw.settings.moments_topic
     by_journey_topic = mw.settings.by_journey_topic
     deadletter_topic = mw.settings.deadletter_topic
 
-    async def emit(step: Step, raw: bytes | None) -> None:
-        for moment in step.moments:
-            await send(moments_topic, moment.journey_key.encode(), moment.to_json())
-        for fwd in step.forwards:
-            if fwd.kind == "event":
-                await send(
-                    by_journey_topic,
-                    fwd.key.encode(),
-                    raw,
-                    timestamp=fwd.event.occurred_ms / 1000 if fwd.event else None,
-                    headers=forwarded_headers(),
-                )
-            else:
-                await send(
-                    by_journey_topic,
-                    fwd.key.encode(),
-                    encode_body(fwd.payload or {}),
-                    headers=control_headers(fwd.kind),
-                )
+    async def carry_out(outcome: Outcome, key: bytes | None) -> None:
+        """Send what the dispatch said: dead letter, moments, records for journey partitions."""
+        if outcome.dead_letter is not None:
+            await send(deadletter_topic, key, encode_dead_letter(outcome.dead_letter))
+        if outcome.steps:
+            now = time.time()
+            for step in outcome.steps:
+                metrics.observe_step(step, outcome.event, now)
+                for moment in step.moments:
+                    await send(moments_topic, moment.journey_key.encode(), moment.to_json())
+        for out in outcome.sends:
+            await send(
+                by_journey_topic,
+                out.key,
+                out.value,
+                partition=out.partition,
+                timestamp=None if out.timestamp_ms is None else out.timestamp_ms / 1000,
+                headers=out.headers,
+            )
 
-    async def apply(
-        partition: int, event: Touchpoint, key: str, raw: bytes, source: str | None, read: int
-    ) -> None:
-        engine = engines.get(partition)
-        if source is not None:
-            engine.clock.source_progress(source, read)
-        step = engine.process(event, key=key)
-        mw.metrics.observe_step(step, event, time.time())
-        await emit(step, raw)
+    def inbound(event: Any, **extra: Any) -> Inbound:
+        message = event.message
+        value = event.value if isinstance(event.value, bytes) else bytes(event.value or b"")
+        stamp = message.timestamp
+        return Inbound(
+            value,
+            message.partition,
+            key=event.key,
+            timestamp_ms=None if not stamp else round(stamp * 1000),
+            topic=message.topic,
+            offset=message.offset,
+            **extra,
+        )
 
     async def take_touchpoint(event: Any) -> None:
-        """A touchpoint as produced: applied here if its journey lives on this partition."""
-        taken = await ingest.take(event)
-        if taken is not None:
-            touchpoint, source, read = taken
-            await apply(
-                event.message.partition, touchpoint, touchpoint.journey_key, event.value, source, read
-            )
+        """A touchpoint as produced: validated, applied here or re-keyed, or dead-lettered."""
+        metrics.received.inc()
+        outcome = dispatch.touchpoint(inbound(event, behind=inputs.behind(event.message)))
+        if outcome.rejection is not None:
+            metrics.rejected.labels(outcome.rejection.reason).inc()
+        elif outcome.event is not None:
+            metrics.accept(outcome.event)
+        await carry_out(outcome, event.key)
 
     async def handle(event: Any) -> None:
         """A record of the re-keyed topic: a touchpoint, or a record the worker itself wrote."""
-        message = event.message
         headers = header_map(event.headers)
-        kind = headers.get(RECORD)
-        raw = event.value
-        if kind is None:
-            result = validate_touchpoint(raw)
-            if isinstance(result, Rejection):
-                record = dead_letter_record(
-                    raw, result, kafka_source(message.topic, message.partition, message.offset)
-                )
-                await send(deadletter_topic, event.key, encode_dead_letter(record))
-                return
-            source = headers.get(SOURCE)
-            read = int(headers[PROGRESS]) if source is not None else 0
-            await apply(message.partition, result, event.key.decode(), raw, source, read)
-            return
-        engine = engines.get(message.partition)
-        if kind == SOURCE_PROGRESS:
-            body = decode_body(raw)
-            # Every source one worker reads, in one record; or, as written before 2026-11-23, one.
-            reads = body["sources"] if "sources" in body else {body["source"]: body["max_seen_ms"]}
-            # Which of them have records waiting to be read (not told before 2026-11-23).
-            behind = body.get("behind")
-            step = engine.sources_progress(
-                {source: int(ms) for source, ms in reads.items()}, None if behind is None else set(behind)
-            )
-        elif kind == TICK:
-            step = engine.tick(int(decode_body(raw)["wall_ms"]))
-            watermark = engine.clock.watermark_ms
+        outcome = dispatch.journey_record(inbound(event, headers=headers))
+        await carry_out(outcome, event.key)
+        if headers.get(RECORD) == TICK:
+            partition = event.message.partition
+            watermark = engines.get(partition).clock.watermark_ms
             if watermark > NEVER:
-                mw.metrics.set_watermark(message.partition, watermark / 1000)
-            # The clock is saved with the batch, after the moments the tick fired are sent:
-            # a failed save loses none.
-        elif kind in (MERGE_REQUEST, MERGE):
-            step = engine.control(event.key.decode(), kind, decode_body(raw))
-        else:
-            log.warning(
-                "unknown record %r on %s[%s]@%s", kind, message.topic, message.partition, message.offset
-            )
-            return
-        mw.metrics.observe_step(step, None, time.time())
-        await emit(step, raw)
+                metrics.set_watermark(partition, watermark / 1000)
 
     touchpoints_topic = mw.settings.touchpoints_topic
     ingest_timer = mw.metrics.processing.labels("ingest").time
     journeys_timer = mw.metrics.processing.labels("journeys").time
 
     async def handle_safely(event: Any) -> None:
+        produced = event.message.topic == touchpoints_topic
         try:
-            if event.message.topic == touchpoints_topic:
+            if produced:
                 with ingest_timer():
                     await take_touchpoint(event)
             else:
@@ -268,10 +250,13 @@ def register(mw: Motwatch, ingest: Ingest) -> JourneysAgent:
             log.exception(
                 "journey agent failed on %s[%s]@%s", message.topic, message.partition, message.offset
             )
-            if RECORD not in header_map(event.headers):
+            if produced or RECORD not in header_map(event.headers):
+                reason = "internal_error" if produced else "processing_error"
+                if produced:
+                    metrics.rejected.labels(reason).inc()
                 record = dead_letter_record(
-                    event.value,
-                    Rejection("processing_error", f"{type(exc).__name__}: {exc}"),
+                    event.value or b"",
+                    Rejection(reason, f"{type(exc).__name__}: {exc}"),
                     kafka_source(message.topic, message.partition, message.offset),
                 )
                 await send(deadletter_topic, event.key, encode_dead_letter(record))
@@ -286,7 +271,7 @@ def register(mw: Motwatch, ingest: Ingest) -> JourneysAgent:
     @mw.app.timer(interval=mw.settings.tick_interval_s, on_leader=True, name="tick")
     async def tick() -> None:
         """Tick every partition so quiet ones follow the wall clock."""
-        body = encode_body({"wall_ms": int(time.time() * 1000)})
+        body = tick_body(int(time.time() * 1000))
         for partition in range(mw.settings.partitions):
             await mw.by_journey.send(key=None, value=body, partition=partition, headers=control_headers(TICK))
 

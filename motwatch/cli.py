@@ -395,6 +395,9 @@ def cmd_simulate(args: argparse.Namespace) -> int:
             start=args.start or SimulationConfig.start,
             arrival_rate_per_s=args.rate,
             anonymous_share=args.anonymous_share,
+            guest_share=args.guest_share,
+            disorder_s=args.disorder,
+            allowed_lateness_s=max(SimulationConfig.allowed_lateness_s, args.disorder),
             failures=_failure_rates(args.fail),
             recovery_share=args.recovery_share,
             invalid_share=args.invalid_share,
@@ -634,6 +637,21 @@ def build_parser() -> argparse.ArgumentParser:
         type=_fraction,
         default=0.3,
         help="journeys that start anonymous (default: 0.3)",
+    )
+    mix.add_argument(
+        "--guest-share",
+        metavar="X",
+        type=_fraction,
+        default=0.5,
+        help="anonymous buyers who check out as guests and log in to pay (default: 0.5)",
+    )
+    mix.add_argument(
+        "--disorder",
+        type=_duration,
+        metavar="D",
+        default=0.0,
+        help="each event reaches the file up to D after it happened, out of order (default: 0; "
+        "the truth holds up to the allowed lateness, 2m)",
     )
     mix.add_argument(
         "--invalid-share",

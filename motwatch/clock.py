@@ -1,17 +1,29 @@
 """Event time for one partition: the watermark that every timeout waits for.
 
 The watermark is the latest event time of the input stream, less the allowed
-lateness. Offline (``motwatch detect``) the stream is the file and each event
-moves the clock itself. Behind Kafka, a re-keyed partition receives events from
-every source partition of the input topic, so its clock follows the sources'
-progress instead: the slowest active source sets the pace, and a source that
-made no progress over a whole tick interval stops holding the others back
-(Flink's idle sources), unless it last reported records still waiting to be
-read: a source with a backlog is slow, not idle (a worker catching up reads
-its partitions unevenly, one for seconds, then another), and were it
-dropped, its events would come after the watermark had passed them. Once
-every source is quiet for ``idle_advance``, and none has a backlog, the
-watermark follows the wall clock between ticks.
+lateness. Offline (``motwatch detect``) the file is the one source, and each
+event moves the clock. Behind Kafka, a journey partition receives events
+from every source partition of the input topic, so its clock follows the
+sources' progress instead: the slowest source sets the pace.
+
+Which source partitions exist is known up front (the input topic's metadata,
+``learn_inputs``), not learnt from the first news of each: a source not heard
+from yet holds event time back until a reader of it has said, once the
+input's traffic had begun here, that it has nothing to read, and a whole tick
+interval has passed since with nothing from it. A source's first records may
+reach the broker, or be read, a moment after another's (a producer's burst
+lands partition by partition; a worker on a backlog reads a partition a batch
+later), and the events of a partition read later than the others must not
+find the watermark past them: a partition empty *now* may hold the next
+burst's oldest events. Before any traffic the watermark has nowhere to go,
+so a fresh worker waits for every partition however long it idles.
+
+A source that has reported and made no progress over a whole tick interval
+stops holding the others back (Flink's idle sources), unless it last
+reported records still waiting to be read: a source with a backlog is slow,
+not idle. Once every source is quiet for ``idle_advance``, none has a
+backlog and none is still awaited, the watermark follows the wall clock
+between ticks.
 
 Ticks and progress are ordinary records that carry their own times, so
 replaying the same records replays the same decisions.
@@ -19,10 +31,13 @@ replaying the same records replays the same decisions.
 
 from __future__ import annotations
 
+from collections.abc import Iterable
 from dataclasses import dataclass, field, fields
 from typing import Any
 
 NEVER = -(2**62)
+# An awaited input a reader said has nothing to read: its count starts at the next tick.
+DECLARED = 0
 
 
 @dataclass(slots=True)
@@ -40,6 +55,12 @@ class PartitionClock:
     last_tick_wall_ms: int | None = None
     idle_since_wall_ms: int | None = None
     activity_since_tick: int = 0
+    # Every source partition of the input topics, known from metadata.
+    inputs: list[str] = field(default_factory=list)
+    # Inputs not heard from yet -> None (no reader has said it has nothing to read, since the
+    # traffic began), DECLARED (one has; the next tick starts the count), or the tick (wall ms)
+    # from which it has shown nothing.
+    awaited: dict[str, int | None] = field(default_factory=dict)
 
     def _reach(self, stream_ms: int) -> None:
         if stream_ms > self.max_seen_ms:
@@ -52,21 +73,59 @@ class PartitionClock:
         if self.self_timed:
             self._reach(occurred_ms)
 
+    def learn_inputs(self, sources: Iterable[str]) -> None:
+        """The source partitions of the input topics (metadata); those not heard from are awaited."""
+        for source in sources:
+            if source not in self.inputs:
+                self.inputs.append(source)
+                if source not in self.sources:
+                    self.awaited[source] = None
+
     def source_progress(self, source: str, max_seen_ms: int, behind: bool | None = None) -> None:
         """A source partition reports the latest event time it has read, and (``behind``)
         whether it had more records waiting to be read; None: no news of that."""
         self.activity_since_tick += 1
+        self._set_behind(source, behind)
+        if max_seen_ms > self.sources.get(source, NEVER):
+            self.sources[source] = max_seen_ms
+            if source not in self.inputs:
+                self.inputs.append(source)
+            self.awaited.pop(source, None)
+        self._reach(self._pace())
+
+    def source_unread(self, source: str, behind: bool) -> None:
+        """A reader of ``source`` has read nothing from it yet; ``behind``: records are waiting."""
+        self._set_behind(source, behind)
+        if source not in self.inputs:
+            self.inputs.append(source)
+        if source in self.sources:
+            return
+        if behind:
+            self.awaited[source] = None  # a backlog (again): held until it is read
+        elif self.awaited.get(source, DECLARED) is None and self.sources:
+            self.awaited[source] = DECLARED
+
+    def _set_behind(self, source: str, behind: bool | None) -> None:
         if behind is not None and behind != (source in self.behind):
             if behind:
                 self.behind.append(source)
             else:
                 self.behind.remove(source)
-        if max_seen_ms > self.sources.get(source, NEVER):
-            self.sources[source] = max_seen_ms
-        self._reach(self._pace())
 
     def _pace(self) -> int:
-        return min(self.sources.values()) if self.sources else NEVER
+        if not self.sources or self.awaited:
+            return NEVER
+        return min(self.sources.values())
+
+    def _release_awaited(self, wall_ms: int) -> None:
+        """Inputs said to have nothing to read stop holding event time a whole tick interval later."""
+        for source, since in list(self.awaited.items()):
+            if source in self.behind or since is None:
+                self.awaited[source] = None
+            elif since == DECLARED:
+                self.awaited[source] = wall_ms
+            elif wall_ms > since:
+                del self.awaited[source]
 
     def is_late(self, occurred_ms: int) -> bool:
         return occurred_ms < self.watermark_ms
@@ -76,7 +135,10 @@ class PartitionClock:
         previous = self.last_tick_wall_ms
         if previous is not None and wall_ms <= previous:
             return
-        if previous is not None:
+        self.last_tick_wall_ms = wall_ms
+        if self.awaited:
+            self._release_awaited(wall_ms)
+        if previous is not None and not self.awaited:
             behind = self.behind
             active = {
                 s: t for s, t in self.sources.items() if self.sources_at_last_tick.get(s) != t or s in behind
@@ -91,8 +153,9 @@ class PartitionClock:
                     self.watermark_ms += min(wall_ms - previous, idle_for - self.idle_advance_ms)
             else:
                 self.idle_since_wall_ms = None
+        else:
+            self.idle_since_wall_ms = None
         self.sources_at_last_tick = dict(self.sources)
-        self.last_tick_wall_ms = wall_ms
         self.activity_since_tick = 0
 
     def advance_to(self, watermark_ms: int) -> None:

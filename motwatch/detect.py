@@ -1,22 +1,33 @@
 """``motwatch detect``: the core on a JSONL file, without Kafka.
 
-The file is one partition read in file order; records one journey sends to
-another (an identify joining two journeys) loop straight back into the same
-engine, as the journey agent would send them through Kafka.
+The file is one partition of the input topic, read in file order, through the
+same :class:`~motwatch.dispatch.JourneyDispatch` as the worker's journey
+agent; the records it would send through the re-keyed topic (an ``identify``
+joining two journeys) loop straight back into it.
+
+When a line arrived, against which ``max_future_skew_s`` is checked: a
+``motwatch record --with-meta`` recording carries each record's timestamp,
+which is when it reached Kafka; a plain event arrives when ``detect`` reads
+it (the wall clock), as it would reach a worker sent now.
 """
 
 from __future__ import annotations
 
-from collections import Counter, deque
-from collections.abc import Callable, Iterable
+import time
+from collections import Counter
+from collections.abc import Callable, Iterable, Iterator
 from dataclasses import dataclass, field
 from typing import Any
 
-from motwatch.deadletter import dead_letter_record, file_source
-from motwatch.engine import Forward, JourneyEngine, Step
+import orjson
+
+from motwatch.clock import PartitionClock
+from motwatch.dispatch import Inbound, JourneyDispatch, Outcome
+from motwatch.engine import JourneyEngine
 from motwatch.moments import Moment
+from motwatch.records import source_name as _source
+from motwatch.replay import is_meta, record_of_meta
 from motwatch.settings import Settings
-from motwatch.validation import Rejection, validate_touchpoint
 
 
 @dataclass
@@ -43,25 +54,29 @@ class DetectSummary:
         return out
 
 
-def drain_forwards(engine: JourneyEngine, step: Step, on_moment: Callable[[Moment], None]) -> None:
-    """Emit a step's moments and feed its forwarded records back into the same engine."""
-    if not step.forwards:  # nearly every step: no queue to build
-        for moment in step.moments:
-            on_moment(moment)
-        return
-    queue: deque[Step] = deque([step])
-    while queue:
-        current = queue.popleft()
-        for moment in current.moments:
-            on_moment(moment)
-        for fwd in current.forwards:
-            queue.append(apply_forward(engine, fwd))
+def arrivals(lines: Iterable[bytes]) -> Iterator[tuple[int, bytes, int]]:
+    """(line number, message, when it arrived) for each non-blank line.
 
-
-def apply_forward(engine: JourneyEngine, fwd: Forward) -> Step:
-    if fwd.kind == "event":
-        return engine.process(fwd.event, key=fwd.key)  # type: ignore[arg-type]
-    return engine.control(fwd.key, fwd.kind, fwd.payload or {})
+    A file whose first line is a ``record --with-meta`` line is such a
+    recording throughout: each message and its record's timestamp. Any other
+    file holds plain messages, which arrive as they are read.
+    """
+    recording: bool | None = None
+    for number, line in enumerate(lines, start=1):
+        raw = line.rstrip(b"\r\n")
+        if not raw or raw.isspace():
+            continue
+        if recording is None:
+            try:
+                recording = is_meta(orjson.loads(raw))
+            except orjson.JSONDecodeError:
+                recording = False
+        if recording:
+            record = record_of_meta(orjson.loads(raw))
+            arrived = record.timestamp_ms if record.timestamp_ms is not None else time.time_ns() // 1_000_000
+            yield number, record.value, arrived
+        else:
+            yield number, raw, time.time_ns() // 1_000_000
 
 
 def run_detect(
@@ -72,30 +87,37 @@ def run_detect(
     source_name: str = "-",
     flush: bool = False,
 ) -> DetectSummary:
-    """Run every line through validation and the engine; report moments and rejects."""
-    engine = JourneyEngine(settings)
+    """Run every line through the dispatch and the engine; report moments and rejects."""
+    clock = PartitionClock(
+        lateness_ms=round(settings.allowed_lateness_s * 1000),
+        self_timed=False,
+        idle_advance_ms=round(settings.idle_advance_s * 1000),
+    )
+    clock.learn_inputs([_source(source_name, 0)])
+    engine = JourneyEngine(settings, clock=clock)
+    dispatch = JourneyDispatch(settings, lambda _: engine, partitions=1, direct=True)
     summary = DetectSummary()
 
-    def count(moment: Moment) -> None:
-        summary.moments[f"{moment.kind} ({moment.status})"] += 1
-        on_moment(moment)
+    def carry_out(outcome: Outcome) -> None:
+        for each in dispatch.loop_back(outcome):
+            if each.dead_letter is not None:
+                summary.rejected += 1
+                summary.rejected_by_reason[each.dead_letter["reason"]] += 1
+                on_reject(each.dead_letter)
+            for step in each.steps:
+                summary.duplicates += step.duplicate
+                summary.late += step.late
+                for moment in step.moments:
+                    summary.moments[f"{moment.kind} ({moment.status})"] += 1
+                    on_moment(moment)
 
-    for number, line in enumerate(lines, start=1):
-        raw = line.rstrip(b"\r\n")
-        if not raw or raw.isspace():
-            continue
-        result = validate_touchpoint(raw)
-        if isinstance(result, Rejection):
-            summary.rejected += 1
-            summary.rejected_by_reason[result.reason] += 1
-            on_reject(dead_letter_record(raw, result, file_source(source_name, number)))
-            continue
-        summary.events += 1
-        step = engine.process(result)
-        summary.duplicates += step.duplicate
-        summary.late += step.late
-        drain_forwards(engine, step, count)
+    for number, raw, arrived in arrivals(lines):
+        outcome = dispatch.touchpoint(
+            Inbound(raw, 0, timestamp_ms=arrived, topic=source_name, offset=number, in_file=True)
+        )
+        summary.events += outcome.event is not None
+        carry_out(outcome)
     if flush:
-        drain_forwards(engine, engine.advance(2**62), count)
+        carry_out(dispatch.advance(0, 2**62))
     summary.open_timeouts = engine.open_timeouts()
     return summary

@@ -7,13 +7,14 @@ came later than the allowed lateness), never on the order or the pace in
 which they arrived. With no lateness allowed an event is applied as it arrives.
 
 The engine knows nothing of Kafka: the Faust agent and ``motwatch detect`` both
-drive it, which is why they agree moment for moment.
+drive it through one dispatch (``motwatch/dispatch.py``), which is why they
+agree moment for moment.
 """
 
 from __future__ import annotations
 
 from collections import Counter
-from collections.abc import Collection, Iterable, Iterator, Mapping, MutableMapping
+from collections.abc import Iterable, Iterator, MutableMapping
 from dataclasses import dataclass, field
 from typing import Any, Literal
 
@@ -24,6 +25,7 @@ from motwatch.duetimes import DueTimes
 from motwatch.events import Touchpoint
 from motwatch.journey import JourneyState, trim_items
 from motwatch.moments import Moment
+from motwatch.records import Progress, source_name
 from motwatch.settings import MomentOfTruth, Settings
 
 MOMENT_ORDER = [m.value for m in MomentOfTruth]
@@ -38,12 +40,15 @@ class Forward:
     """A record for another journey, which may live on another partition.
 
     ``event``: a touchpoint for the journey ``key``: one arriving at an anonymous
-    journey already joined to a customer's, or an ``identify`` sent on to the
-    anonymous journey it names;
+    journey already joined to a customer's;
     ``merge``: the anonymous journey's state handed over when it reached the
     ``identify`` in event time (``state`` is None when there was nothing to hand over);
     ``merge_request``: ask an anonymous journey to hand itself over at once (no longer
     sent by the engine; still accepted).
+
+    An ``identify`` reaches both journeys it joins from where it was read
+    (``motwatch/dispatch.py``), never through the other journey: its journeys'
+    event time then covers it on both sides.
     """
 
     key: str
@@ -127,10 +132,6 @@ class JourneyEngine:
         else:
             # Holding an event can only bring the journey's due time forward to the event's.
             self._due.schedule(key, _ready_at(event))
-        if _joins(event) and key == event.customer_id:
-            # The anonymous journey hands itself over when it reaches the identify in
-            # event time; the customer's waits there for it (see _apply).
-            step.forwards.append(Forward(event.anonymous_id, "event", event=event))  # type: ignore[arg-type]
         self.clock.observe(event.occurred_ms)
         self._run_due(step)
         return step
@@ -147,11 +148,16 @@ class JourneyEngine:
         self._run_due(step)
         return step
 
-    def sources_progress(self, reads: Mapping[str, int], behind: Collection[str] | None = None) -> Step:
+    def progress(self, news: Progress) -> Step:
         """Source partitions of the input topic report how far they have read (event time, ms),
-        and (``behind``, when known) which of them had more records waiting to be read."""
-        for source, max_seen_ms in reads.items():
-            self.clock.source_progress(source, max_seen_ms, None if behind is None else source in behind)
+        which of them had more records waiting to be read, and which partitions there are."""
+        clock, behind = self.clock, news.behind
+        for topic, count in news.inputs.items():
+            clock.learn_inputs(source_name(topic, p) for p in range(count))
+        for source, max_seen_ms in news.reads.items():
+            clock.source_progress(source, max_seen_ms, None if behind is None else source in behind)
+        for source in news.unread:
+            clock.source_unread(source, behind is not None and source in behind)
         return self._run_due(self._new_step())
 
     def tick(self, wall_ms: int) -> Step:

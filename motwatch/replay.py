@@ -92,7 +92,8 @@ def _bytes(text: str | None, b64: str | None) -> bytes | None:
     return None if text is None else text.encode("utf-8")
 
 
-def _from_meta(meta: dict[str, Any]) -> Record:
+def record_of_meta(meta: dict[str, Any]) -> Record:
+    """The record a ``record --with-meta`` line describes."""
     headers = []
     for name, value in meta.get("headers") or ():
         data = base64.b64decode(value["b64"]) if isinstance(value, dict) else str(value).encode("utf-8")
@@ -106,7 +107,8 @@ def _from_meta(meta: dict[str, Any]) -> Record:
     )
 
 
-def _is_meta(obj: Any) -> bool:
+def is_meta(obj: Any) -> bool:
+    """Whether a parsed line is a ``record --with-meta`` line."""
     return (
         isinstance(obj, dict)
         and {"partition", "offset", "timestamp"} <= obj.keys()
@@ -120,13 +122,15 @@ def record_of_line(line: bytes) -> Record:
         obj = orjson.loads(line)
     except orjson.JSONDecodeError:
         return Record(value=line)
-    if _is_meta(obj):
-        return _from_meta(obj)
+    if is_meta(obj):
+        return record_of_meta(obj)
     try:
         event = TOUCHPOINT_ADAPTER.validate_json(line)
     except Exception:  # a malformed event is replayed as it is: it reproduces the incident
         return Record(value=line)
-    return Record(value=line, key=event.journey_key.encode(), timestamp_ms=event.occurred_ms)
+    # Sent now: a record's time is never later than that (an event from the future arrives now).
+    arrived = min(event.occurred_ms, time.time_ns() // 1_000_000)
+    return Record(value=line, key=event.journey_key.encode(), timestamp_ms=arrived)
 
 
 def records_of_file(lines: Iterable[bytes]) -> list[Record]:

@@ -232,11 +232,20 @@ class Settings(_Strict):
     # Where the worker keeps local files (table stores): one folder per app id inside.
     data_dir: str = ".motwatch-data"
     allowed_lateness_s: float = Field(default=120, ge=0)
+    # A touchpoint that happened further ahead of its arrival (the Kafka record's time) is
+    # rejected (future_timestamp): one wrong clock must not move event time for everyone.
+    max_future_skew_s: float = Field(default=300, ge=0)
     idle_advance_s: float = Field(default=30, ge=0)
     # How often the leader ticks every partition, and sources report their progress.
     tick_interval_s: float = Field(default=1.0, gt=0)
     progress_interval_s: float = Field(default=0.02, gt=0)
+    # How often the worker's consumer refreshes its metadata, which finds partitions added
+    # to the input topic.
+    metadata_refresh_s: float = Field(default=30, gt=0)
     shutdown_grace_s: float = Field(default=20, gt=0)
+    # How long a worker that stopped answering (killed, frozen) keeps its partitions before
+    # the others take them over (the consumer group's session timeout).
+    session_timeout_s: float = Field(default=60, ge=6)
     journey_expiry_days: float = Field(default=30, gt=0)
     dedupe_max_ids: int = Field(default=512, ge=1)
     dedupe_window_s: float = Field(default=86400, gt=0)

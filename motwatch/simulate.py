@@ -39,6 +39,12 @@ Why the truth is exact (for the default thresholds of ``motwatch.settings``;
 * Anonymous journeys fail nothing before their ``identify`` (the moments would
   carry the anonymous key): before it they carry only ``anonymous_id`` and
   browse healthily; ``identify`` carries both ids; after it, ``customer_id``.
+  Guests (``guest_share``) put their cart together and start the checkout
+  anonymously, log in to pay, and order as the customer: the order settles a
+  checkout opened on the other journey once ``identify`` has joined the two.
+* ``disorder_s`` delays each touchpoint's place among the lines by up to that
+  many seconds (at most the allowed lateness): a stream out of order, within
+  and across journeys, that must give the same moments.
 * The stream ends with a quiet tail: after the last journey touchpoint,
   healthy touchpoints of ``quiet-*`` customers every 1–6 h for ``tail_s``
   (default 8 days), and in any case up to the last injected deadline (and the
@@ -139,6 +145,14 @@ class SimulationConfig:
     arrival_rate_per_s: float = 2.0
     # Journeys that start anonymous (anonymous_id only) and later send ``identify``.
     anonymous_share: float = 0.3
+    # Of the anonymous visits that buy without a failure before the order, the share that
+    # check out as guests and log in (``identify``) only at the payment step, ordering as
+    # the customer: the checkout opened on the anonymous journey, the order on the customer's.
+    guest_share: float = 0.5
+    # Each touchpoint reaches the stream (its place among the lines) up to this many seconds
+    # after it happened, drawn uniformly: events out of order within and across journeys.
+    # The truth holds while it is at most ``allowed_lateness_s``.
+    disorder_s: float = 0.0
     failures: FailureRates = field(default_factory=FailureRates)
     # Share of injected timeouts/failed checkouts that recover later (a late
     # order, a late chat reply, a late onboarding completion).
@@ -158,13 +172,15 @@ class SimulationConfig:
             raise ValueError("start must be an aware datetime")
         if not self.arrival_rate_per_s > 0:
             raise ValueError("arrival_rate_per_s must be > 0")
-        for name in ("anonymous_share", "recovery_share"):
+        for name in ("anonymous_share", "guest_share", "recovery_share"):
             if not 0 <= getattr(self, name) <= 1:
                 raise ValueError(f"{name} must be within 0..1")
         if not 0 <= self.invalid_share < 1:
             raise ValueError("invalid_share must be within 0..1 (exclusive)")
         if self.tail_s < 0 or self.allowed_lateness_s < 0:
             raise ValueError("tail_s and allowed_lateness_s must be >= 0")
+        if not 0 <= self.disorder_s <= self.allowed_lateness_s:
+            raise ValueError("disorder_s must be within 0..allowed_lateness_s (the truth relies on it)")
 
 
 @dataclass(frozen=True)
@@ -588,6 +604,9 @@ class _Generator:
         self.random = self.rng.random
         # Malformed lines draw from their own generator: the valid lines do not depend on them.
         self.bad_rng = random.Random(config.seed * 1_000_003 + 101)
+        # Arrival delays too: the same config without disorder gives the same events.
+        self.delay_ms = round(config.disorder_s * S)
+        self.delay_random = random.Random(config.seed * 1_000_003 + 202).random
         self.start_ms = (config.start - _EPOCH) // timedelta(milliseconds=1)
         # Bucket (event time >> 16) -> [(event time << 32 | sequence number, line)], and a heap of buckets.
         self.buckets: dict[int, list[tuple[int, bytes]]] = {}
@@ -656,11 +675,13 @@ class _Generator:
         event["type"] = type_
         if props is not None:
             event["properties"] = props
-        bucket = self.buckets.get(ms >> 16)
+        # Lines leave in order of arrival: the event's time, plus its delay when there is disorder.
+        arrives = ms + int(self.delay_random() * (self.delay_ms + 1)) if self.delay_ms else ms
+        bucket = self.buckets.get(arrives >> 16)
         if bucket is None:
-            bucket = self.buckets[ms >> 16] = []
-            heapq.heappush(self.bucket_heap, ms >> 16)
-        bucket.append((ms << 32 | self.n, orjson.dumps(event)))
+            bucket = self.buckets[arrives >> 16] = []
+            heapq.heappush(self.bucket_heap, arrives >> 16)
+        bucket.append((arrives << 32 | self.n, orjson.dumps(event)))
         if ms > self.hi:
             self.hi = ms
         return event_id
@@ -716,6 +737,22 @@ class _Generator:
         anonymous_id = f"anon-{rng.getrandbits(24):06x}{self.counters['anon']:06x}"
         self.counters["anon"] += 1
         self.ids = {"anonymous_id": anonymous_id} if anonymous else {"customer_id": cu.key}
+        # Where the injected failures of a buying journey happen: before or after the order.
+        broken_after_order = "broken_link" in inject and orders and rng.random() < 0.3
+        chat_fails = "chat_unanswered" in inject
+        chat_after = orders and rng.random() < 0.5
+        call_fails = "call_unanswered" in inject
+        call_after = orders and rng.random() < 0.5
+        # A guest checks out anonymously and logs in to pay: nothing may fail before the login.
+        guest = (
+            anonymous
+            and orders
+            and not inject & {"abandoned_checkout", "checkout_error", "first_impression_bounce"}
+            and ("broken_link" not in inject or broken_after_order)
+            and (not chat_fails or chat_after)
+            and (not call_fails or call_after)
+            and rng.random() < cfg.guest_share
+        )
 
         # <ZMOT and ZMOT: ads, email, social, search, landing, content, reviews.
         t, referrer = self._awareness(cu, t)
@@ -725,7 +762,7 @@ class _Generator:
             product = self._pick(PRODUCTS)
             t = self._product_view(cu, t + self._int(3 * S, 40 * S), session, product)
             viewed.append(product)
-        if anonymous:
+        if anonymous and not guest:
             # Login or sign-up: from here on the customer is known. Nothing failed before.
             t += self._int(5 * S, 90 * S)
             self.ids = {"anonymous_id": anonymous_id, "customer_id": cu.key}
@@ -736,7 +773,6 @@ class _Generator:
         steps = ["view"] * self._int(0 if viewed else 1, 2)
         if "first_impression_bounce" in inject:
             steps.insert(self._int(0, len(steps)), "bounce")
-        broken_after_order = "broken_link" in inject and orders and rng.random() < 0.3
         if "broken_link" in inject and not broken_after_order:
             steps.insert(self._int(0, len(steps)), "broken")
         for step in steps:
@@ -751,14 +787,10 @@ class _Generator:
                 t = self._broken_page(cu, t, session)
 
         # Conversations before buying (or instead of it).
-        chat_fails = "chat_unanswered" in inject
-        chat_after = orders and rng.random() < 0.5
         chatted = False
         if (chat_fails and not chat_after) or rng.random() < 0.15:
             t = self._chat(cu, t + self._int(5 * S, 60 * S), session, chat_fails and not chat_after)
             chatted = True
-        call_fails = "call_unanswered" in inject
-        call_after = orders and rng.random() < 0.5
         if (call_fails and not call_after) or rng.random() < 0.05:
             t = self._call(cu, t + self._int(M, 20 * M), call_fails and not call_after)
 
@@ -768,7 +800,8 @@ class _Generator:
             for product in items:
                 if product not in viewed:
                     t = self._product_view(cu, t + self._int(3 * S, 40 * S), session, product)
-            order = self._checkout(cu, t, session, items, inject, abandon, recover)
+            login = anonymous_id if guest else None
+            order = self._checkout(cu, t, session, items, inject, abandon, recover, login)
             if order is None:
                 t = self.hi
         if order is not None:
@@ -1036,8 +1069,12 @@ class _Generator:
         inject: set[str],
         abandon: bool,
         recover: bool,
+        login: str | None = None,
     ) -> tuple[int, str, list[_Product]] | None:
-        """Cart and checkout; the order's time and id when the journey orders."""
+        """Cart and checkout; the order's time and id when the journey orders.
+
+        ``login``: a guest's anonymous id; the guest logs in (``identify``) before paying.
+        """
         rng = self.rng
         rate_digits = _FX[cu.currency][1]
         value = 0.0
@@ -1073,6 +1110,11 @@ class _Generator:
         left = False
         for index, step in enumerate(steps):
             t += self._int(15 * S, 90 * S)
+            if login is not None and step == "payment":
+                self.ids = {"anonymous_id": login, "customer_id": cu.key}
+                self._emit(t, "web", "identify", None, session)
+                self.ids = {"customer_id": cu.key}
+                t += self._int(15 * S, 90 * S)
             if error == step:
                 status = self._pick((500, 502, 503, 504))
                 props = {"cart_id": cart, "step": step, "http_status": status}

@@ -7,6 +7,7 @@ answer here, so nothing upstream can fail on it and lose it.
 from __future__ import annotations
 
 from dataclasses import dataclass
+from datetime import UTC, datetime
 
 from pydantic import ValidationError
 
@@ -31,6 +32,21 @@ _RANK = {
     "unsupported_schema_version": 5,
     "bad_property": 6,
     "bad_field": 7,
+}
+
+# Every reason a message is dead-lettered for (EVENTS.md §3), and what it means.
+REASONS: dict[str, str] = {
+    "invalid_json": "not JSON, not UTF-8, or not a JSON object",
+    "missing_field": "a required field (or both journey ids) missing",
+    "unknown_type": "type is not one of the known types",
+    "unknown_channel": "channel is not one of the known channels",
+    "bad_timestamp": "occurred_at is not RFC 3339 with an offset",
+    "unsupported_schema_version": "schema_version other than 1",
+    "bad_property": "a property of the wrong type or value",
+    "bad_field": "another field of the wrong type",
+    "future_timestamp": "occurred_at further ahead of the message's arrival than max_future_skew_s",
+    "internal_error": "ingest failed on the message (a bug: the error says where)",
+    "processing_error": "the journey agent failed on the message (a bug: the error says where)",
 }
 
 
@@ -86,3 +102,21 @@ def journey_key_of(raw: bytes) -> str | None:
     """The journey key of a message when it validates, for keying on produce."""
     event = validate_touchpoint(raw)
     return event.journey_key if isinstance(event, Touchpoint) else None
+
+
+def _iso(ms: int) -> str:
+    return datetime.fromtimestamp(ms / 1000, UTC).isoformat(timespec="milliseconds").replace("+00:00", "Z")
+
+
+def check_arrival(event: Touchpoint, arrived_ms: int | None, max_skew_ms: int) -> Rejection | None:
+    """A touchpoint that happened further in the future than ``max_skew_ms`` after it arrived
+    (a device with a wrong clock, a test event from year 9999) is rejected: it would move
+    event time for every journey of its partition. ``arrived_ms`` None: unknown, accepted."""
+    if arrived_ms is None or arrived_ms < 0 or event.occurred_ms <= arrived_ms + max_skew_ms:
+        return None
+    ahead_s = (event.occurred_ms - arrived_ms) / 1000
+    return Rejection(
+        "future_timestamp",
+        f"occurred_at is {ahead_s:,.0f} s ahead of the time the message arrived ({_iso(arrived_ms)}); "
+        f"at most {max_skew_ms / 1000:g} s (max_future_skew_s) is accepted",
+    )

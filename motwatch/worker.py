@@ -37,12 +37,12 @@ class _Worker(faust.Worker):
         os._exit(1)
 
 
-async def prepare_topics(settings: Settings) -> bool:
+async def prepare_topics(settings: Settings) -> int:
     """The worker's topics must exist before Faust subscribes (it ignores missing ones).
 
-    Returns whether the touchpoints topic is partitioned like the worker's own
-    topics (it may have been created before, with another count): only then
-    can a touchpoint skip the re-keying hop.
+    Returns the touchpoints topic's partition count (it may have been created
+    before, with another count than the worker's own topics: then no
+    touchpoint can skip the re-keying hop).
     """
     await transport.wait_for_broker(settings.broker)
     await transport.create_topics(
@@ -76,15 +76,15 @@ async def prepare_topics(settings: Settings) -> bool:
             found,
             settings.partitions,
         )
-    return found == settings.partitions
+    return found
 
 
 def run_worker(settings: Settings, loglevel: str = "info") -> int:
-    copartitioned = asyncio.run(prepare_topics(settings))
+    input_partitions = asyncio.run(prepare_topics(settings))
     from motwatch.streams.app import create_app
 
     Path(settings.data_dir).mkdir(parents=True, exist_ok=True)
-    mw = create_app(settings, copartitioned=copartitioned)
+    mw = create_app(settings, input_partitions=input_partitions)
     collect_less_often()
     worker = _Worker(mw.app, loglevel=loglevel, quiet=True)
     worker.grace_s = settings.shutdown_grace_s

@@ -13,7 +13,6 @@ from types import SimpleNamespace
 from typing import Any
 
 import faust
-from aiokafka.partitioner import murmur2
 from faust.sensors.prometheus import PrometheusMonitor, setup_prometheus_sensors
 from faust.serializers import codecs
 from motwatch.streams.consumer import PromptConsumer
@@ -37,11 +36,6 @@ codecs.register("text", TextCodec())
 
 # The tables, by name: Faust names each one's changelog topic ``{app id}-{name}-changelog``.
 TABLES = ("journeys", "clocks")
-
-
-def partition_for_key(key: str, partitions: int) -> int:
-    """The partition Kafka's default partitioner gives a key (as the producer does)."""
-    return (murmur2(key.encode()) & 0x7FFFFFFF) % partitions
 
 
 class LeanPrometheusMonitor(PrometheusMonitor):
@@ -184,12 +178,13 @@ def _table(app: faust.App, name: str, partitions: int, value_codec: str) -> Any:
     )
 
 
-def create_app(settings: Settings, *, copartitioned: bool = True) -> Motwatch:
+def create_app(settings: Settings, *, input_partitions: int | None = None) -> Motwatch:
     """Build the app with all agents registered.
 
-    ``copartitioned``: the touchpoints topic has as many partitions as the
-    re-keyed topic, so touchpoints already on their journey's partition are
-    applied without the re-keying hop (``agents/ingest.py``).
+    ``input_partitions``: the touchpoints topic's partition count (default:
+    the worker's own). Equal to the re-keyed topic's, touchpoints already on
+    their journey's partition are applied without the re-keying hop
+    (``agents/ingest.py``).
     """
     app = faust.App(
         settings.worker_app_id,
@@ -201,6 +196,10 @@ def create_app(settings: Settings, *, copartitioned: bool = True) -> Motwatch:
         topic_replication_factor=settings.replication_factor,
         topic_allow_declare=True,
         consumer_auto_offset_reset="earliest",
+        broker_session_timeout=settings.session_timeout_s,
+        broker_heartbeat_interval=min(3.0, settings.session_timeout_s / 3),
+        # Partitions added to the input topic are found (and assigned) within this.
+        consumer_metadata_max_age_ms=round(settings.metadata_refresh_s * 1000),
         producer_acks=-1,
         producer_request_timeout=30.0,
         # Fuller produce requests: less CPU for the broker and the sender on every record.
@@ -240,5 +239,6 @@ def create_app(settings: Settings, *, copartitioned: bool = True) -> Motwatch:
     app.monitor = LeanPrometheusMonitor(metrics=app.monitor._metrics)
     from motwatch.agents import ingest, journeys
 
-    journeys.register(mw, ingest.register(mw, direct=copartitioned))
+    partitions = settings.partitions if input_partitions is None else input_partitions
+    journeys.register(mw, ingest.register(mw, partitions=partitions))
     return mw

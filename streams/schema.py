@@ -13,6 +13,7 @@ from pydantic import BaseModel, ConfigDict, Field
 
 from motwatch.events import TOUCHPOINT_ADAPTER
 from motwatch.moments import KINDS
+from motwatch.validation import REASONS
 
 SCHEMA_DIR = Path(__file__).parent / "schema"
 
@@ -41,7 +42,9 @@ class DeadLetterRecord(BaseModel):
 
     model_config = ConfigDict(title="Dead-letter record")
 
-    reason: str = Field(description="machine-readable code, e.g. invalid_json, missing_field")
+    reason: str = Field(
+        description="machine-readable code: " + "; ".join(f"{code}: {what}" for code, what in REASONS.items())
+    )
     error: str = Field(description="human-readable, names the field")
     raw: str = Field(description="the original message value, unchanged (base64 when not UTF-8)")
     raw_encoding: Literal["utf-8", "base64"]

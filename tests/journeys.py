@@ -3,7 +3,8 @@
 ``touch("checkout_started", 10, cart_id="c1")`` is a valid touchpoint of the
 default customer ten seconds after ``T0``; ``line(...)`` is the same as the
 raw JSON bytes a producer would send. ``Feed`` drives a ``JourneyEngine`` the
-way ``motwatch detect`` does (forwarded records loop back) and collects moments.
+way ``motwatch detect`` does (through the dispatch, forwarded records looped
+back) and collects moments.
 """
 
 from __future__ import annotations
@@ -14,7 +15,7 @@ from typing import Any
 
 import orjson
 
-from motwatch.detect import drain_forwards
+from motwatch.dispatch import Inbound, JourneyDispatch, Outcome
 from motwatch.engine import JourneyEngine
 from motwatch.events import Touchpoint
 from motwatch.moments import Moment
@@ -109,10 +110,12 @@ def settings(**overrides: Any) -> Settings:
 
 
 class Feed:
-    """An engine and the moments it reported, forwarded records looped back."""
+    """An engine and the moments it reported, fed through the dispatch, forwarded records looped back."""
 
     def __init__(self, settings_: Settings | None = None, **overrides: Any) -> None:
-        self.engine = JourneyEngine(settings_ or settings(**overrides))
+        chosen = settings_ or settings(**overrides)
+        self.engine = JourneyEngine(chosen)
+        self.dispatch = JourneyDispatch(chosen, lambda _: self.engine, partitions=1, direct=True)
         self.moments: list[Moment] = []
         self.duplicates = 0
         self.late = 0
@@ -121,21 +124,28 @@ class Feed:
         """Process events in the order given; the moments they caused."""
         before = len(self.moments)
         for event in events:
-            step = self.engine.process(event)
-            self.duplicates += step.duplicate
-            self.late += step.late
-            drain_forwards(self.engine, step, self.moments.append)
+            outcome = self.dispatch.touchpoint(Inbound(orjson.dumps(event.stored), 0, topic="feed"))
+            assert outcome.event is not None, outcome.rejection
+            self._collect(outcome, count=True)
         return self.moments[before:]
+
+    def _collect(self, outcome: Outcome, count: bool = False) -> None:
+        for each in self.dispatch.loop_back(outcome):
+            for step in each.steps:
+                if count and each is outcome:
+                    self.duplicates += step.duplicate
+                    self.late += step.late
+                self.moments.extend(step.moments)
 
     def advance(self, seconds: float) -> list[Moment]:
         """Move the watermark to ``T0 + seconds``; the moments that fired."""
         before = len(self.moments)
-        drain_forwards(self.engine, self.engine.advance(ms(seconds)), self.moments.append)
+        self._collect(self.dispatch.advance(0, ms(seconds)))
         return self.moments[before:]
 
     def flush(self) -> list[Moment]:
         before = len(self.moments)
-        drain_forwards(self.engine, self.engine.advance(2**62), self.moments.append)
+        self._collect(self.dispatch.advance(0, 2**62))
         return self.moments[before:]
 
     def kinds(self) -> list[tuple[str, str]]:

@@ -16,6 +16,7 @@ from motwatch.engine import JourneyEngine
 from motwatch.events import Touchpoint
 from motwatch.journey import JourneyState
 from motwatch.moments import Moment
+from motwatch.records import Progress
 from motwatch.validation import validate_touchpoint
 from tests.journeys import CUSTOMER, Feed, line, ms, settings, touch
 
@@ -334,7 +335,8 @@ def test_the_anonymous_part_of_the_medley_is_reported_under_the_customer():
 def test_a_journey_waiting_for_its_merge_survives_a_restart():
     customer = JourneyEngine(settings(allowed_lateness_s=0))
     identify = touch("identify", 100, anon=ANON)
-    (to_anon,) = customer.process(identify).forwards
+    # The dispatch brings the identify to both journeys; the customer's hands nothing on.
+    assert customer.process(identify).forwards == []
     customer.process(touch("payment_failed", 150, cart_id="c9"))
     customer.advance(ms(200))
     assert customer.store[CUSTOMER].blocked  # the payment failure waits behind the identify
@@ -347,7 +349,7 @@ def test_a_journey_waiting_for_its_merge_survives_a_restart():
 
     anon = Feed(allowed_lateness_s=0)
     anon(touch("checkout_started", 0, key=None, anon=ANON, cart_id="c1"))
-    anon.engine.process(to_anon.event, key=ANON)
+    anon.engine.process(identify, key=ANON)
     (merge,) = anon.engine.advance(ms(101)).forwards
     moments = restarted.control(merge.key, merge.kind, merge.payload).moments
     assert sorted((m.kind, m.journey_key) for m in moments) == [
@@ -478,9 +480,8 @@ def test_a_merge_arriving_before_the_customer_reaches_the_identify_waits_for_it(
     f(touch("checkout_started", 0, key=None, anon=ANON, cart_id="c1"))
     customer = JourneyEngine(f.engine.settings)
     identify = touch("identify", 100, anon=ANON)
-    step = customer.process(identify)
-    (to_anon,) = step.forwards
-    f.engine.process(to_anon.event, key=ANON)
+    assert customer.process(identify).forwards == []
+    f.engine.process(identify, key=ANON)  # the dispatch brings it to both journeys
     (merge,) = f.engine.advance(ms(200)).forwards
     assert (merge.key, merge.kind) == (CUSTOMER, "merge")
     assert customer.control(merge.key, merge.kind, merge.payload).moments == []
@@ -642,7 +643,7 @@ def test_an_expired_journey_starts_afresh():
 def test_an_idle_partition_follows_the_wall_clock_after_the_idle_period():
     clock = PartitionClock(lateness_ms=0, self_timed=False, idle_advance_ms=30_000)
     engine = JourneyEngine(settings(allowed_lateness_s=0), clock=clock)
-    engine.sources_progress({"p0": ms(0)})
+    engine.progress(Progress({"p0": ms(0)}))
     engine.process(touch("chat_started", 0, chat_id="c"))
     engine.tick(1_000_000)
     engine.tick(1_001_000)  # no activity since the last tick: idle from 1_000_000
@@ -757,11 +758,11 @@ def test_a_source_without_progress_over_a_tick_interval_stops_holding_back():
 def test_source_progress_fires_timeouts_through_the_engine():
     clock = PartitionClock(lateness_ms=0, self_timed=False)
     engine = JourneyEngine(settings(allowed_lateness_s=0), clock=clock)
-    engine.sources_progress({"p0": ms(0)})
+    engine.progress(Progress({"p0": ms(0)}))
     engine.process(touch("checkout_started", 0, cart_id="c"))
-    engine.sources_progress({"p1": ms(1801)})
-    assert engine.sources_progress({"p0": ms(1800)}).moments == []
-    assert [m.kind for m in engine.sources_progress({"p0": ms(1801)}).moments] == ["abandoned_checkout"]
+    engine.progress(Progress({"p1": ms(1801)}))
+    assert engine.progress(Progress({"p0": ms(1800)})).moments == []
+    assert [m.kind for m in engine.progress(Progress({"p0": ms(1801)})).moments] == ["abandoned_checkout"]
 
 
 def test_the_clock_survives_serialisation():

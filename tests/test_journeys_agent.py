@@ -1,10 +1,12 @@
-"""The journey agent's batch handling, without a broker: moments a tick fires are never lost.
+"""The journey agent's Kafka side, without a broker: batches, tables, announcements.
 
 The agent is driven through ``JourneysAgent.process`` with stand-ins for the
-producer and the two tables. A tick that fires timeouts must send their
-moments even when saving the partition's clock fails (as it did when the
-clocks changelog was not yet known to the consumer), and the journeys must
-reach the table once per batch, with the partition's clock.
+producer, the consumer and the two tables (where records go, and what they
+do to the engines, is the dispatch's: ``tests/test_dispatch.py``). A tick
+that fires timeouts must send their moments even when saving the
+partition's clock fails (as it did when the clocks changelog was not yet
+known to the consumer); the journeys must reach the table once per batch,
+with the partition's clock; progress is announced only when there is news.
 """
 
 from __future__ import annotations
@@ -12,21 +14,21 @@ from __future__ import annotations
 import asyncio
 from datetime import datetime
 from types import SimpleNamespace
-from typing import Any
+from typing import Any, NamedTuple
 
 import orjson
-import pytest
 from motwatch.agents import ingest, journeys
-from motwatch.streams.app import partition_for_key
-from motwatch.streams.records import SOURCE_PROGRESS, TICK, control_headers, encode_body
 
 from motwatch.detect import run_detect
 from motwatch.journey import JourneyState
 from motwatch.metrics import Metrics
+from motwatch.partitioner import partition_for_key
+from motwatch.records import SOURCE_PROGRESS, TICK, control_headers, encode_body
 from motwatch.settings import Settings
 from motwatch.simulate import SimulationConfig, simulate
 
 CLOCKS_CHANGELOG = "clocks-changelog"
+FLUSHED = "(acknowledged)"
 
 
 class Producer:
@@ -43,6 +45,11 @@ class Producer:
         fut = asyncio.get_running_loop().create_future()
         fut.set_result(SimpleNamespace(offset=len(self.sent)))
         return fut
+
+    async def flush(self) -> None:
+        """Every record sent so far is acknowledged: marked in the order of sends."""
+        self.sent.append((FLUSHED, None, None, None))
+        self.headers.append([])
 
     def to(self, topic: str) -> list[tuple[bytes | None, bytes | None]]:
         return [(k, v) for t, k, v, _ in self.sent if t == topic]
@@ -72,8 +79,9 @@ def _agent(
         agent=lambda *a, **k: lambda f: f,
         timer=lambda *a, **k: lambda f: f,
         task=lambda f: f,
-        consumer=SimpleNamespace(highwater=lambda tp: None),
+        consumer=Consumer({}),
         on_partitions_revoked=SimpleNamespace(connect=lambda f: f),
+        on_partitions_assigned=SimpleNamespace(connect=lambda f: f),
     )
 
     async def send(topic, key, value, *, partition=None, timestamp=None, headers=None):
@@ -102,8 +110,34 @@ def _agent(
     return _register(mw, direct), mw
 
 
+class TP(NamedTuple):
+    topic: str
+    partition: int
+
+
+class Consumer:
+    """The consumer as the agent asks it: partition ends (high watermarks) and positions."""
+
+    def __init__(self, ends: dict[tuple[str, int], int]) -> None:
+        self.ends = ends
+        self._committed_offset: dict[Any, int] = {}
+
+    def highwater(self, tp: tuple[str, int]) -> int | None:
+        return self.ends.get(tp)
+
+    def assignment(self) -> list[TP]:
+        return [TP(t, p) for t, p in self.ends]
+
+    async def earliest_offsets(self, *tps: Any) -> dict[Any, int]:
+        return dict.fromkeys(tps, 0)
+
+    def topic_partitions(self, topic: str) -> int | None:
+        return None
+
+
 def _register(mw: SimpleNamespace, direct: bool = True) -> journeys.JourneysAgent:
-    return journeys.register(mw, ingest.register(mw, direct=direct))
+    partitions = mw.settings.partitions if direct else mw.settings.partitions + 1
+    return journeys.register(mw, ingest.register(mw, partitions=partitions))
 
 
 def _record(
@@ -114,7 +148,9 @@ def _record(
     topic: str = "touchpoints-by-journey",
     partition: int = 0,
 ) -> Any:
-    message = SimpleNamespace(topic=topic, partition=partition, offset=offset, tp=(topic, partition))
+    message = SimpleNamespace(
+        topic=topic, partition=partition, offset=offset, tp=(topic, partition), timestamp=None
+    )
     return SimpleNamespace(message=message, key=key, value=value, headers=headers)
 
 
@@ -130,7 +166,7 @@ def _batches() -> list[list[Any]]:
     times = sorted(orjson.loads(line)["occurred_at"] for line in lines)
     halfway_ms = int(datetime.fromisoformat(times[len(times) // 2]).timestamp() * 1000)
     n = len(lines)
-    progress = encode_body({"sources": {"touchpoints:0": halfway_ms}})
+    progress = encode_body({"sources": {f"{Settings().touchpoints_topic}:0": halfway_ms}})
     return [
         touchpoints,
         [_record(n, progress, None, control_headers(SOURCE_PROGRESS))],
@@ -156,6 +192,23 @@ async def test_a_tick_sends_its_moments_even_when_the_clock_cannot_be_saved() ->
     expected, _ = await _run(Producer())
     got, _ = await _run(Producer(failing_topic=CLOCKS_CHANGELOG))
     assert got == expected
+
+
+async def test_what_a_batch_sent_is_acknowledged_before_its_journeys_are_written() -> None:
+    """A journey marking a moment reported must not reach the changelog while the moment itself
+    may still be lost (a SIGKILL): the restarted worker would find it reported and never send it."""
+    producer = Producer()
+    agent, mw = _agent(producer)
+    *batches, last_tick = _batches()
+    for batch in batches:
+        await agent.process(batch)
+    producer.sent.clear()
+    await agent.process(last_tick)
+    topics = [topic for topic, *_ in producer.sent]
+    assert mw.settings.moments_topic in topics and "journeys-changelog" in topics
+    flushed = topics.index(FLUSHED)
+    assert set(topics[:flushed]) == {mw.settings.moments_topic}
+    assert set(topics[flushed + 1 :]) == {"journeys-changelog", CLOCKS_CHANGELOG}
 
 
 async def test_each_changed_journey_is_written_once_per_batch() -> None:
@@ -213,103 +266,60 @@ async def test_open_timeouts_are_counted_without_unpacking_every_journey() -> No
     assert store.total() == truth() == expected
 
 
-@pytest.mark.parametrize("copartitioned", [True, False])
-async def test_a_touchpoint_on_its_journeys_partition_skips_the_rekeying_hop(copartitioned: bool) -> None:
-    """Read where its journey lives, a touchpoint is applied at once; any other is re-keyed, untouched."""
-    producer = Producer()
-    agent, mw = _agent(producer, partitions=2, direct=copartitioned)
-    settings = mw.settings
-    records = []
-    for i, line in enumerate(simulate(SimulationConfig(journeys=40, seed=3)).lines):
-        event = orjson.loads(line)
-        key = event.get("customer_id") or event["anonymous_id"]
-        # Produced without regard to the journey: half land where their journey lives.
-        records.append(_record(i, line, key.encode(), [], topic=settings.touchpoints_topic, partition=i % 2))
-    await agent.process(records)
-
-    def lives_here(record: Any) -> bool:
-        return copartitioned and partition_for_key(record.key.decode(), 2) == record.message.partition
-
-    home = [r for r in records if lives_here(r)]
-    away = [r for r in records if not lives_here(r)]
-    assert away and (home or not copartitioned)
-    sent = [
-        (key, value, dict(headers))
-        for (topic, key, value, _), headers in zip(producer.sent, producer.headers, strict=True)
-        if topic == settings.by_journey_topic and ("mw-forwarded", b"1") not in headers
-    ]
-    assert [(k, v) for k, v, _ in sent] == [(r.key, r.value) for r in away]
-    for (_, _, headers), record in zip(sent, away, strict=True):
-        assert headers["mw-source"] == f"{settings.touchpoints_topic}:{record.message.partition}".encode()
-    # Only the journeys of touchpoints applied here are in the table, every one of them.
-    assert set(mw.journeys) == {r.key.decode() for r in home}
-    assert set(agent.engines.engines) == {r.message.partition for r in home}
-
-
-async def test_progress_as_written_before_one_record_held_every_source_is_still_read() -> None:
-    """A progress record naming one source (as written before 2026-11-23) moves the watermark the same."""
-    touchpoints, progress, *_ = _batches()
-    (record,) = progress
-    ((source, halfway_ms),) = orjson.loads(record.value)["sources"].items()
-    legacy = _record(
-        record.message.offset,
-        encode_body({"source": source, "max_seen_ms": halfway_ms}),
-        None,
-        record.headers,
-    )
-    moments = []
-    for batch in ([record], [legacy]):
-        producer = Producer()
-        agent, mw = _agent(producer)
-        await agent.process(touchpoints)
-        assert agent.engines.engines[0].clock.watermark_ms < halfway_ms
-        await agent.process(batch)
-        assert agent.engines.engines[0].clock.watermark_ms == halfway_ms
-        moments.append(producer.to(mw.settings.moments_topic))
-    assert moments[0] == moments[1] and moments[0]
-
-
 async def test_progress_is_announced_to_every_partition_only_when_a_source_has_news() -> None:
-    """News: a source read further in event time, or caught up with (or fell behind) its partition's end."""
+    """News: a source read further in event time, or caught up with (or fell behind) its partition's
+    end; a partition nothing was read from yet is told about with every news."""
     producer = Producer()
-    _, mw = _agent(producer, partitions=3)
+    agent, mw = _agent(producer, partitions=3)
     topic = mw.settings.touchpoints_topic
     records = [
         _record(i, line, None, [], topic=topic, partition=i % 2)
         for i, line in enumerate(simulate(SimulationConfig(journeys=10, seed=4)).lines)
     ]
     last = {p: max(r.message.offset for r in records if r.message.partition == p) for p in (0, 1)}
-    # Partition 0 has more records waiting than these; partition 1 ends with them.
-    ends = {(topic, 0): last[0] + 100, (topic, 1): last[1] + 1}
-    mw.app.consumer = SimpleNamespace(highwater=ends.get)
-    source = ingest.Ingest(mw, direct=True)
-    for record in records:
-        await source.take(record)
+    # Partition 0 has more records waiting than these; partition 1 ends with them; 2 is empty.
+    ends = {(topic, 0): last[0] + 100, (topic, 1): last[1] + 1, (topic, 2): 0}
+    mw.app.consumer = Consumer(ends)
+    inputs = ingest.InputTopic(mw, partitions=3)
+    agent = journeys.register(mw, inputs)
+    await inputs.learn_first_offsets()
+    await agent.process(records)
     producer.sent.clear()
+    producer.headers.clear()
 
     def announced() -> list[tuple[int | None, dict[str, Any]]]:
-        by_journey = mw.settings.by_journey_topic
-        out = [(p, orjson.loads(v)) for t, _, v, p in producer.sent if t == by_journey]
+        """The progress records sent since the last call (re-keyed touchpoints aside)."""
+        progress = control_headers(SOURCE_PROGRESS)
+        sent = zip(producer.sent, producer.headers, strict=True)
+        out = [(p, orjson.loads(v)) for (_, _, v, p), headers in sent if headers == progress]
         producer.sent.clear()
+        producer.headers.clear()
         return out
 
-    await source.announce_progress()
-    latest = {f"{topic}:{p}": 0 for p in (0, 1)}
+    await inputs.announce_progress()
+    latest: dict[str, int | None] = {f"{topic}:{p}": 0 for p in (0, 1)}
     for record in records:
         name = f"{topic}:{record.message.partition}"
         at = orjson.loads(record.value)["occurred_at"]
-        latest[name] = max(latest[name], int(datetime.fromisoformat(at).timestamp() * 1000))
-    assert announced() == [(p, {"sources": latest, "behind": [f"{topic}:0"]}) for p in range(3)]
-    await source.announce_progress()
+        latest[name] = max(latest[name] or 0, int(datetime.fromisoformat(at).timestamp() * 1000))
+    latest[f"{topic}:2"] = None
+    body = {"sources": latest, "behind": [f"{topic}:0"], "inputs": {topic: 3}}
+    assert announced() == [(p, body) for p in range(3)]
+    await inputs.announce_progress()
     assert announced() == [], "nothing new: nothing sent"
-    await source.take(records[-1])  # read again: no progress
-    await source.announce_progress()
+    await agent.process(records[-1:])  # read again: no progress
+    await inputs.announce_progress()
     assert announced() == []
     # Partition 0 read to its end: no later event time, but news all the same.
     ends[(topic, 0)] = last[0] + 1
-    await source.take(next(r for r in records if r.message.offset == last[0]))
-    await source.announce_progress()
-    expected = {"sources": {f"{topic}:0": latest[f"{topic}:0"]}, "behind": []}
+    await agent.process([next(r for r in records if r.message.offset == last[0])])
+    await inputs.announce_progress()
+    expected = {"sources": {f"{topic}:0": latest[f"{topic}:0"], f"{topic}:2": None}, "behind": []}
+    assert announced() == [(p, expected) for p in range(3)]
+    # Records arrive at partition 1, read to its end before: it is behind again, before any is read.
+    ends[(topic, 1)] = last[1] + 5
+    await inputs.announce_progress()
+    expected = {"sources": {f"{topic}:1": latest[f"{topic}:1"], f"{topic}:2": None}, "behind": [f"{topic}:1"]}
     assert announced() == [(p, expected) for p in range(3)]
 
 
@@ -348,9 +358,10 @@ async def test_a_source_catching_up_on_a_backlog_holds_event_time_back() -> None
         event = orjson.loads(line)
         by_source[partition_for_key(event.get("customer_id") or event["anonymous_id"], 2)].append(line)
     ends = {(touchpoints, p): len(records) for p, records in by_source.items()}
-    mw.app.consumer = SimpleNamespace(highwater=ends.get)
-    source = ingest.Ingest(mw, direct=True)
+    mw.app.consumer = Consumer(ends)
+    source = ingest.InputTopic(mw, partitions=2)
     agent = journeys.register(mw, source)
+    await source.learn_first_offsets()
     delivered = 0
     offsets = iter(range(10**6))
 

@@ -15,7 +15,13 @@ import orjson
 import pytest
 
 from motwatch.simulate import SimulationConfig, simulate
-from tests.workers import WorkerProcess, motwatch_env, read_topic, run_cli
+from tests.workers import (
+    WorkerProcess,
+    committed_to_the_end,
+    motwatch_env,
+    read_until_quiet,
+    run_cli,
+)
 from tests.workers import canonical as _canonical
 from tests.workers import detect_moments as _detect
 
@@ -23,6 +29,12 @@ pytestmark = pytest.mark.integration
 
 # Idle advance far beyond the test: only the stream itself moves event time.
 SETTINGS = {"partitions": 4, "idle_advance_s": 36000}
+
+
+async def _until_quiet(bootstrap: str, prefix: str) -> list:
+    """The moments topic, read until the worker has committed the input and nothing more came."""
+    async with committed_to_the_end(bootstrap, f"{prefix}motwatch", f"{prefix}touchpoints") as done:
+        return await read_until_quiet(bootstrap, f"{prefix}moments", quiet_s=4.0, ready=done)
 
 
 async def test_worker_reports_what_detect_reports(kafka_bootstrap, topic_prefix, tmp_path):
@@ -37,9 +49,7 @@ async def test_worker_reports_what_detect_reports(kafka_bootstrap, topic_prefix,
 
     with WorkerProcess(env, tmp_path / "w") as worker:
         assert run_cli("produce", str(path), env=env).returncode == 0
-        records = await read_topic(
-            kafka_bootstrap, f"{topic_prefix}moments", lambda r: len(r) >= len(expected), timeout=120
-        )
+        records = await _until_quiet(kafka_bootstrap, topic_prefix)
         got = [orjson.loads(r.value) for r in records]
         assert worker.alive()
 
@@ -63,19 +73,12 @@ async def test_a_restarted_worker_resumes_journeys_and_open_timeouts(kafka_boots
 
     with WorkerProcess(env, tmp_path / "w1"):
         assert run_cli("produce", str(first), env=env).returncode == 0
-        await read_topic(
-            kafka_bootstrap, f"{topic_prefix}moments", lambda r: len(r) >= len(expected_first), timeout=120
-        )
+        records = await _until_quiet(kafka_bootstrap, topic_prefix)
+        assert _canonical([orjson.loads(r.value) for r in records]) == _canonical(expected_first)
     # A new process: state and open timeouts come back from the changelog.
     with WorkerProcess(env, tmp_path / "w2"):
         assert run_cli("produce", str(second), env=env).returncode == 0
-        ids = {m["moment_id"] for m in expected}
-        records = await read_topic(
-            kafka_bootstrap,
-            f"{topic_prefix}moments",
-            lambda r: {orjson.loads(x.value)["moment_id"] for x in r} >= ids,
-            timeout=120,
-        )
+        records = await _until_quiet(kafka_bootstrap, topic_prefix)
     # At least once: a repeat after the restart carries the same id and the same content.
     unique = {orjson.loads(r.value)["moment_id"]: orjson.loads(r.value) for r in records}
     assert _canonical(list(unique.values())) == _canonical(expected)

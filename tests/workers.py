@@ -12,12 +12,14 @@ import socket
 import subprocess
 import sys
 import time
-from collections.abc import Callable
+from collections.abc import AsyncIterator, Awaitable, Callable
+from contextlib import asynccontextmanager
 from pathlib import Path
 from typing import Any
 
 import orjson
 from aiokafka import AIOKafkaConsumer, TopicPartition
+from aiokafka.admin import AIOKafkaAdminClient
 
 READY_MARK = "Worker]: Ready"
 
@@ -170,3 +172,74 @@ async def read_topic(
     finally:
         await consumer.stop()
     return records
+
+
+async def read_until_quiet(
+    bootstrap: str,
+    topic: str,
+    *,
+    quiet_s: float,
+    ready: Callable[[], Awaitable[bool]] | None = None,
+    timeout: float = 180,
+) -> list[Any]:
+    """Every record of ``topic`` from the beginning, read until ``ready()`` holds and then no
+    record came for ``quiet_s`` seconds: not until an expected count, so that a record written
+    after it is seen too. Fails when that is not reached within ``timeout``."""
+    consumer = AIOKafkaConsumer(bootstrap_servers=bootstrap, enable_auto_commit=False)
+    await consumer.start()
+    records: list[Any] = []
+    try:
+        deadline = time.monotonic() + timeout
+        partitions = consumer.partitions_for_topic(topic)
+        while not partitions:
+            if time.monotonic() > deadline:
+                raise AssertionError(f"{topic} never appeared")
+            await consumer._client.force_metadata_update()  # the topic may not exist yet
+            partitions = consumer.partitions_for_topic(topic)
+        tps = [TopicPartition(topic, p) for p in sorted(partitions)]
+        consumer.assign(tps)
+        await consumer.seek_to_beginning(*tps)
+        last = time.monotonic()
+        settled = ready is None
+        while True:
+            batch = await consumer.getmany(timeout_ms=250)
+            now = time.monotonic()
+            for messages in batch.values():
+                records.extend(messages)
+                last = now
+            if not settled:
+                settled = await ready()
+                if settled:
+                    last = max(last, now)
+            elif now - last >= quiet_s:
+                return records
+            if now > deadline:
+                raise AssertionError(f"{topic} not quiet within {timeout:.0f}s ({len(records)} records)")
+    finally:
+        await consumer.stop()
+
+
+@asynccontextmanager
+async def committed_to_the_end(
+    bootstrap: str, group: str, topic: str
+) -> AsyncIterator[Callable[[], Awaitable[bool]]]:
+    """A check: has consumer group ``group`` committed every partition of ``topic`` to its end?"""
+    admin = AIOKafkaAdminClient(bootstrap_servers=bootstrap)
+    consumer = AIOKafkaConsumer(bootstrap_servers=bootstrap, enable_auto_commit=False)
+    await admin.start()
+    await consumer.start()
+
+    async def check() -> bool:
+        await consumer._client.force_metadata_update()
+        tps = [TopicPartition(topic, p) for p in sorted(consumer.partitions_for_topic(topic) or ())]
+        if not tps:
+            return False
+        committed = await admin.list_consumer_group_offsets(group)
+        ends = await consumer.end_offsets(tps)
+        return all(tp in committed and committed[tp].offset >= end for tp, end in ends.items())
+
+    try:
+        yield check
+    finally:
+        await consumer.stop()
+        await admin.close()

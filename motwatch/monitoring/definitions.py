@@ -598,9 +598,11 @@ PIPELINE = Dashboard(
                     unit="cps",
                     width=8,
                     shows="Messages sent to the dead-letter topic, by reason code (invalid_json, "
-                    "missing_field, unknown_type, bad_timestamp, bad_property, …).",
+                    "missing_field, unknown_type, bad_timestamp, bad_property, …; future_timestamp: "
+                    "occurred_at further ahead of the message's arrival than max_future_skew_s).",
                     look_first="The dead-letter topic's records of that reason: 'error' names the field and "
-                    "'raw' shows the message; then the producer that changed.",
+                    "'raw' shows the message; then the producer that changed (future_timestamp: the "
+                    "device or service whose clock runs ahead).",
                 ),
                 Panel(
                     "Rejected ratio",
@@ -881,7 +883,8 @@ ALERTS: tuple[Alert, ...] = (
         fires_when="more than 5 % of incoming messages rejected over 5 minutes (at least 0.1 message/s), "
         "for {for}",
         look_first="Pipeline → Rejected by reason, then the dead-letter topic's records of that reason "
-        "('error' names the field); then the producer that changed its format.",
+        "('error' names the field); then the producer that changed its format, or (future_timestamp) "
+        "whose clock runs ahead.",
         panel=PanelRef("motwatch-pipeline", "Rejected messages per second, by reason"),
     ),
     Alert(

@@ -1,0 +1,43 @@
+"""The partition Kafka's default partitioner gives a key: murmur2 of its bytes, modulo the count.
+
+What Kafka's Java producer (and aiokafka, and ``motwatch produce``) do with a
+keyed record, written out here so that the core knows where a journey lives
+without a Kafka client. Other clients' defaults differ (librdkafka's is
+CRC32): a touchpoint keyed by one of them lands elsewhere and is re-keyed.
+"""
+
+from __future__ import annotations
+
+_SEED = 0x9747B28C
+_M = 0x5BD1E995
+_MASK = 0xFFFFFFFF
+
+
+def murmur2(data: bytes) -> int:
+    """Kafka's murmur2 hash of ``data``, as an unsigned 32-bit integer."""
+    length = len(data)
+    h = (_SEED ^ length) & _MASK
+    whole = length & ~3
+    for i in range(0, whole, 4):
+        k = int.from_bytes(data[i : i + 4], "little")
+        k = (k * _M) & _MASK
+        k ^= k >> 24
+        k = (k * _M) & _MASK
+        h = ((h * _M) & _MASK) ^ k
+    rest = length - whole
+    if rest:
+        if rest == 3:
+            h ^= data[whole + 2] << 16
+        if rest >= 2:
+            h ^= data[whole + 1] << 8
+        h ^= data[whole]
+        h = (h * _M) & _MASK
+    h ^= h >> 13
+    h = (h * _M) & _MASK
+    h ^= h >> 15
+    return h
+
+
+def partition_for_key(key: str, partitions: int) -> int:
+    """The partition of ``partitions`` that Kafka's default partitioner gives the key (UTF-8)."""
+    return (murmur2(key.encode()) & 0x7FFFFFFF) % partitions

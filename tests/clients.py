@@ -1,0 +1,53 @@
+"""Producers nobody here wrote: confluent-kafka's (librdkafka), the client other teams run.
+
+librdkafka's default partitioner puts a keyed record on CRC32 of its key
+(``consistent_random``: confluent-kafka in Python, Go and .NET and
+node-rdkafka all use it), not on Kafka's murmur2 as ``motwatch produce``
+does; a record without a key goes to one partition a batch at a time
+(sticky). Each producer sends its lines in one burst, as fast as it can.
+"""
+
+from __future__ import annotations
+
+import zlib
+from collections.abc import Iterable
+
+from confluent_kafka import KafkaError, Producer
+
+from motwatch.validation import journey_key_of
+
+
+def journey_key(line: bytes) -> bytes | None:
+    """The journey key a producer keys the line by; None for a message that is not a touchpoint."""
+    key = journey_key_of(line)
+    return None if key is None else key.encode()
+
+
+def crc32_partition(key: str, partitions: int) -> int:
+    """The partition librdkafka's default partitioner gives a key."""
+    return zlib.crc32(key.encode()) % partitions
+
+
+def produce_with_librdkafka(bootstrap: str, topic: str, lines: Iterable[bytes], *, keyed: bool) -> int:
+    """Send every line with confluent-kafka's producer and its default partitioner; wait for the acks."""
+    producer = Producer({"bootstrap.servers": bootstrap, "acks": "all", "linger.ms": 5})
+    failures: list[KafkaError] = []
+
+    def delivered(error: KafkaError | None, _message: object) -> None:
+        if error is not None:
+            failures.append(error)
+
+    sent = 0
+    for line in lines:
+        key = journey_key(line) if keyed else None
+        while True:
+            try:
+                producer.produce(topic, value=line, key=key, on_delivery=delivered)
+                break
+            except BufferError:  # the local queue is full: let deliveries drain it
+                producer.poll(0.05)
+        producer.poll(0)
+        sent += 1
+    assert producer.flush(60) == 0, "confluent-kafka could not deliver every record"
+    assert not failures, failures[:3]
+    return sent

@@ -1,0 +1,298 @@
+"""The dispatch: every record's one path to the engine, without a broker or a fake app.
+
+Where a touchpoint goes (applied where it was read, or re-keyed with its
+source's progress), where an ``identify`` goes (both journeys, from where it
+was read), what is rejected (a future timestamp, with its reason), what a
+rejected message still tells (whether records wait behind it), and the
+progress records of every version. Then the property that makes offline
+equal Kafka: over the worker's topology in memory (``tests/topology.py``),
+in whatever order records are read, delivered, announced and ticked, the
+moments are ``motwatch detect``'s.
+"""
+
+from __future__ import annotations
+
+import zlib
+
+import orjson
+import pytest
+from hypothesis import HealthCheck, given
+from hypothesis import settings as hypothesis_settings
+from hypothesis import strategies as st
+
+from motwatch.clock import NEVER, PartitionClock
+from motwatch.dispatch import Inbound, JourneyDispatch
+from motwatch.engine import JourneyEngine
+from motwatch.partitioner import partition_for_key
+from motwatch.records import (
+    FORWARDED,
+    PROGRESS,
+    SOURCE,
+    SOURCE_PROGRESS,
+    control_headers,
+    encode_body,
+    header_map,
+    progress_body,
+    read_progress,
+)
+from motwatch.settings import Settings
+from motwatch.simulate import SimulationConfig, simulate
+from tests.journeys import line, ms
+from tests.topology import Topology, detect
+
+PARTITIONS = 4
+
+
+def _keys_on(partition: int, count: int, prefix: str) -> list[str]:
+    """Journey keys that live on ``partition`` of PARTITIONS."""
+    keys = (f"{prefix}-{i}" for i in range(10_000))
+    return [k for k in keys if partition_for_key(k, PARTITIONS) == partition][:count]
+
+
+def _dispatch(direct: bool = True, **overrides: object) -> tuple[JourneyDispatch, dict[int, JourneyEngine]]:
+    settings = Settings.model_validate({"allowed_lateness_s": 0, **overrides})
+    engines: dict[int, JourneyEngine] = {}
+
+    def engine_for(partition: int) -> JourneyEngine:
+        if partition not in engines:
+            clock = PartitionClock(lateness_ms=0, self_timed=False)
+            engines[partition] = JourneyEngine(settings, clock=clock)
+        return engines[partition]
+
+    return JourneyDispatch(settings, engine_for, partitions=PARTITIONS, direct=direct), engines
+
+
+def _read(raw: bytes, partition: int, offset: int = 0, **extra: object) -> Inbound:
+    return Inbound(raw, partition, topic="tp", offset=offset, **extra)  # type: ignore[arg-type]
+
+
+@pytest.mark.parametrize("direct", [True, False])
+def test_a_touchpoint_read_where_its_journey_lives_is_applied_there_any_other_goes_on_untouched(
+    direct: bool,
+) -> None:
+    dispatch, engines = _dispatch(direct)
+    (home,) = _keys_on(2, 1, "c")
+    (away,) = _keys_on(3, 1, "c")
+    here = line("page_view", 10, key=home, url="/")
+    there = line("page_view", 11, key=away, url="/")
+    applied = dispatch.touchpoint(_read(here, 2, offset=7))
+    sent = dispatch.touchpoint(_read(there, 2, offset=8))
+    if direct:
+        assert not applied.sends and [s.applied[0].journey_key for s in applied.steps] == [home]
+        assert engines[2].clock.sources == {"tp:2": ms(10)}
+    else:
+        assert [s.key for s in applied.sends] == [home.encode()] and not applied.steps
+    # Any other: the producer's bytes, keyed by journey, with how far its source had read.
+    (out,) = sent.sends
+    assert (out.key, out.value, out.timestamp_ms) == (away.encode(), there, ms(11))
+    assert header_map(out.headers) == {SOURCE: "tp:2", PROGRESS: str(ms(11))}
+    assert 3 not in engines
+
+
+@pytest.mark.parametrize("customer_home", [True, False])
+@pytest.mark.parametrize("anonymous_home", [True, False])
+def test_an_identify_reaches_both_journeys_from_where_it_was_read(
+    customer_home: bool, anonymous_home: bool
+) -> None:
+    """Never one through the other: each side's event time then covers it."""
+    dispatch, engines = _dispatch()
+    customer = _keys_on(1 if customer_home else 2, 1, "cust")[0]
+    anonymous = _keys_on(1 if anonymous_home else 3, 1, "anon")[0]
+    raw = line("identify", 5, key=customer, anon=anonymous)
+    outcome = dispatch.touchpoint(_read(raw, 1))
+    applied_here = {step.applied[0].journey_key for step in outcome.steps if step.applied}
+    held_here = set(engines[1].store) if 1 in engines else set()
+    sent = {s.key.decode() for s in outcome.sends if s.key}
+    for key, home in ((customer, customer_home), (anonymous, anonymous_home)):
+        assert (key in held_here) == home and (key in sent) == (not home)
+    assert not applied_here  # both hold it until the watermark has passed it
+    for send in outcome.sends:
+        assert send.value == raw and header_map(send.headers)[SOURCE] == "tp:1"
+    # Neither journey sends it on to the other when it gets it.
+    for send in outcome.sends:
+        target = partition_for_key(send.key.decode(), PARTITIONS)  # type: ignore[union-attr]
+        again = dispatch.journey_record(
+            Inbound(send.value, target, key=send.key, headers=header_map(send.headers))
+        )
+        assert not again.sends
+
+
+def test_an_event_from_the_future_is_dead_lettered_and_moves_no_clock() -> None:
+    dispatch, engines = _dispatch(max_future_skew_s=300)
+    arrived = ms(0)
+    ahead = line("page_view", 301, url="/")
+    within = line("page_view", 300, url="/")
+    year_9999 = orjson.loads(line("page_view", 0, url="/"))
+    year_9999["occurred_at"] = "9999-12-31T23:59:59Z"
+    rejected = dispatch.touchpoint(_read(ahead, 0, timestamp_ms=arrived))
+    assert rejected.rejection is not None and rejected.rejection.reason == "future_timestamp"
+    assert "301 s ahead" in rejected.rejection.error and "max_future_skew_s" in rejected.rejection.error
+    assert rejected.dead_letter is not None and rejected.dead_letter["raw"] == ahead.decode()
+    assert rejected.dead_letter["source"] == {"topic": "tp", "partition": 0, "offset": 0}
+    far = dispatch.touchpoint(_read(orjson.dumps(year_9999), 0, timestamp_ms=arrived))
+    assert far.rejection is not None and far.rejection.reason == "future_timestamp"
+    assert not engines, "a rejected event reaches no engine and moves no clock"
+    assert dispatch.touchpoint(_read(within, 0, timestamp_ms=arrived)).rejection is None
+    # Unknown arrival (a record without a timestamp): accepted.
+    assert dispatch.touchpoint(_read(orjson.dumps(year_9999), 0)).rejection is None
+
+
+def test_a_producer_writing_straight_into_the_rekeyed_topic_is_checked_too() -> None:
+    dispatch, _ = _dispatch()
+    ahead = line("page_view", 3600, url="/")
+    raw = dispatch.journey_record(Inbound(ahead, 0, key=b"cust-1", timestamp_ms=ms(0)))
+    assert raw.rejection is not None and raw.rejection.reason == "future_timestamp"
+    # A re-keyed or forwarded record was checked where it was read: its timestamp is its own time.
+    for headers in ({SOURCE: "tp:0", PROGRESS: str(ms(3600))}, {FORWARDED: "1"}):
+        ok = dispatch.journey_record(Inbound(ahead, 0, key=b"cust-1", headers=headers, timestamp_ms=ms(0)))
+        assert ok.rejection is None
+
+
+def test_a_rejected_message_still_tells_whether_records_wait_behind_it() -> None:
+    """The last message of a partition may be rejected: its partition is then read to the end,
+    or event time would wait for it for ever."""
+    dispatch, _ = _dispatch()
+    dispatch.touchpoint(_read(line("page_view", 1, url="/"), 0, offset=0, behind=True))
+    dispatch.touchpoint(_read(b"{not json", 0, offset=1, behind=False))
+    body = read_progress(dispatch.reads.news() or b"")
+    assert body.reads == {"tp:0": ms(1)} and body.behind == frozenset()
+    assert dispatch.reads.next_offset["tp:0"] == 2
+
+
+def test_progress_of_every_version_reads_the_same() -> None:
+    current = read_progress(progress_body({"t:0": 5, "t:1": None}, ["t:1"], {"t": 2}))
+    assert current.reads == {"t:0": 5} and current.unread == {"t:1"} and current.behind == {"t:1"}
+    assert current.inputs == {"t": 2}
+    no_backlogs = read_progress(encode_body({"sources": {"t:0": 5}}))
+    assert no_backlogs.reads == {"t:0": 5} and no_backlogs.behind is None
+    one_source = read_progress(encode_body({"source": "t:0", "max_seen_ms": 5}))
+    assert one_source.reads == {"t:0": 5} and one_source.behind is None
+
+
+def test_progress_tells_the_journey_partitions_which_input_partitions_exist() -> None:
+    dispatch, engines = _dispatch()
+    dispatch.touchpoint(_read(line("chat_started", 0, key=_keys_on(0, 1, "c")[0], chat_id="h"), 0))
+    clock = engines[0].clock
+    assert clock.watermark_ms == ms(0)  # one source known, and heard
+    body = progress_body({}, [], {"tp": 2})
+    dispatch.journey_record(Inbound(body, 0, headers=header_map(control_headers(SOURCE_PROGRESS))))
+    assert clock.awaited == {"tp:1": None}
+    dispatch.touchpoint(_read(line("page_view", 90, key=_keys_on(0, 1, "d")[0], url="/"), 0))
+    assert clock.watermark_ms == ms(0), "tp:1 is not heard from yet: event time waits"
+
+
+def test_an_unknown_record_changes_nothing() -> None:
+    dispatch, engines = _dispatch()
+    outcome = dispatch.journey_record(Inbound(b"{}", 0, headers={"mw-record": "teleport"}))
+    assert not outcome.steps and not outcome.sends and not engines
+
+
+# -- the property: any delivery order gives detect's moments ---------------------------------------
+
+
+def _partitioner(kind: str, salt: int):
+    def murmur2(_: int, raw: bytes) -> int:
+        event = orjson.loads(raw)
+        return partition_for_key(event.get("customer_id") or event["anonymous_id"], PARTITIONS)
+
+    def crc32(_: int, raw: bytes) -> int:
+        event = orjson.loads(raw)
+        return zlib.crc32((event.get("customer_id") or event["anonymous_id"]).encode()) % PARTITIONS
+
+    def sticky(index: int, _: bytes) -> int:
+        return (index // (7 + salt % 40) + salt) % PARTITIONS
+
+    return {"murmur2": murmur2, "crc32": crc32, "sticky": sticky}[kind]
+
+
+ACTIONS = st.lists(
+    st.tuples(
+        st.sampled_from(["produce", "read", "deliver", "announce", "tick"]),
+        st.integers(0, PARTITIONS - 1),
+        st.integers(1, 60),
+    ),
+    max_size=120,
+)
+
+
+@hypothesis_settings(max_examples=60, deadline=None, suppress_health_check=[HealthCheck.too_slow])
+@given(
+    seed=st.integers(0, 400),
+    partitioner=st.sampled_from(["murmur2", "crc32", "sticky"]),
+    lateness_s=st.sampled_from([0, 120]),
+    backlog=st.booleans(),
+    actions=ACTIONS,
+)
+def test_in_any_order_the_partitions_report_what_detect_reports(
+    seed: int, partitioner: str, lateness_s: int, backlog: bool, actions: list[tuple[str, int, int]]
+) -> None:
+    """Guests, identifies across partitions, events out of order within the lateness; produced all
+    at once (a backlog) or bit by bit in file order; read, delivered, announced and ticked in any order
+    (a tick always follows an announcement, as the worker announces every 20 ms and ticks every second)."""
+    settings = Settings.model_validate({"allowed_lateness_s": lateness_s, "idle_advance_s": 10**6})
+    config = SimulationConfig(
+        journeys=10,
+        seed=seed,
+        anonymous_share=0.6,
+        guest_share=0.8,
+        disorder_s=lateness_s / 2,
+        allowed_lateness_s=lateness_s,
+        tail_s=3 * 3600,
+    )
+    lines = simulate(config).lines
+    topology = Topology(settings, PARTITIONS)
+    partition_of = _partitioner(partitioner, seed)
+    produced = 0
+    if backlog:
+        topology.produce(lines, partition_of)
+        produced = len(lines)
+    for action, partition, count in actions:
+        if action == "produce" and produced < len(lines):
+            if not produced:
+                topology.catch_up()  # the worker ran, idle and caught up, before the traffic
+            chunk = lines[produced : produced + count]
+            topology.produce(chunk, lambda i, raw, at=produced: partition_of(at + i, raw))
+            produced += len(chunk)
+        elif action == "read":
+            topology.read(partition, count)
+        elif action == "deliver":
+            topology.deliver(partition, count)
+        elif action == "announce":
+            topology.announce()
+        elif action == "tick":
+            topology.announce()
+            topology.tick()
+    if not produced:
+        topology.catch_up()
+    topology.produce(lines[produced:], lambda i, raw: partition_of(produced + i, raw))
+    topology.settle()
+    got = sorted(m.to_json() for m in topology.moments)
+    assert got == sorted(m.to_json() for m in detect(lines, settings))
+    assert all(engine.stats["late"] == 0 for engine in topology.engines.values())
+
+
+def test_a_fresh_worker_waits_for_every_input_partition_however_long_it_idles() -> None:
+    """Before any traffic, ticks release no partition: a burst reaching partition 0 first must not
+    carry event time past partition 1's events, read a moment later."""
+    settings = Settings.model_validate({"allowed_lateness_s": 0, "idle_advance_s": 10**6})
+    topology = Topology(settings, 2)
+    for _ in range(100):
+        topology.announce()
+        topology.tick()
+        topology.settle()
+    late_partition = _keys_on_n(1, 2)
+    early = line("checkout_started", 0, key=late_partition, cart_id="c")
+    early_order = line("order_completed", 60, key=late_partition, order_id="o", cart_id="c")
+    later = [line("page_view", 3600 * h, key=_keys_on_n(0, 2), url="/") for h in range(1, 5)]
+    topology.produce(later, lambda i, raw: 0)
+    topology.produce([early, early_order], lambda i, raw: 1)
+    topology.read(0, 10)  # partition 0's burst first, hours ahead in event time
+    for partition in range(2):
+        topology.deliver(partition, 100)
+    assert all(e.clock.watermark_ms == NEVER for e in topology.engines.values())
+    topology.settle()
+    assert [m.kind for m in topology.moments] == []
+
+
+def _keys_on_n(partition: int, partitions: int) -> str:
+    return next(k for k in (f"k{i}" for i in range(1000)) if partition_for_key(k, partitions) == partition)

@@ -1,4 +1,4 @@
-"""A Faust consumer that hands each record to the streams without four tasks per record.
+"""A Faust consumer that hands each record to the streams without four tasks, and loses none.
 
 Faust's fetch loop delivers every record with ``wait_first(deliver, flow
 suspended)``, which wraps the delivery, the flow-suspension wait and the
@@ -9,13 +9,24 @@ stream's buffer has room, flow is not suspended), so this consumer runs it
 at once, and falls back to Faust's way, with the delivery resumed where it
 stopped, only when it does have to wait. Either way the outcome is the one
 ``wait_first`` gives: the delivery finished first, or something else did.
+
+When a worker's partitions are assigned, Faust's recovery resumes them and
+seeks them to their committed offsets while its fetcher runs, then clears
+the streams' buffers and resumes the flow. Two things lost records there:
+aiokafka seeks only a partition whose committed offset is above zero, so
+the records of one with none (a worker killed before its first commit)
+fetched before the clear were never fetched again; and records fetched from
+the new positions could be handed out before the clear. This consumer seeks
+a partition with no committed offset to its first record, and stops the
+flow for the seek, so nothing is handed out until Faust resumes it after
+the clear.
 """
 
 from __future__ import annotations
 
 import asyncio
 import types
-from collections.abc import Coroutine, Generator
+from collections.abc import Coroutine, Generator, Mapping
 from typing import Any
 
 from faust.transport.drivers.aiokafka import Consumer
@@ -23,7 +34,34 @@ from mode.services import WaitResults
 
 
 class PromptConsumer(Consumer):
-    """Faust's aiokafka consumer, with deliveries that need not wait run without tasks."""
+    """Faust's aiokafka consumer, with deliveries that need not wait run without tasks, and
+    seeks that lose no record."""
+
+    async def perform_seek(self) -> None:
+        """Seek every partition to where reading resumes, the flow stopped from the start.
+
+        Faust's recovery, the only caller with the flow on, resumes it itself
+        once it has cleared the streams' buffers; should the seek fail, the
+        flow is left as it was.
+        """
+        flowing = self.flow_active
+        self.stop_flow()
+        try:
+            await super().perform_seek()
+        except BaseException:
+            if flowing:
+                self.resume_flow()
+            raise
+
+    async def seek_to_committed(self) -> Mapping[Any, int]:
+        """Seek each assigned partition to its committed offset, and one with none to its first
+        record (the worker reads from the earliest); the committed offsets, as Faust's."""
+        committed = await super().seek_to_committed()
+        changelogs = self.app.tables.changelog_topics
+        unsought = [tp for tp, offset in committed.items() if not offset and tp.topic not in changelogs]
+        if unsought:
+            await self._thread.seek_to_beginning(*unsought)
+        return committed
 
     async def wait_first(self, *coros: Any, timeout: Any = None) -> WaitResults:
         first = coros[0] if coros else None

@@ -7,6 +7,8 @@ import inspect
 from typing import Any
 
 import pytest
+from aiokafka.structs import ConsumerRecord
+from faust.types import TP
 from motwatch.streams.app import create_app
 from motwatch.streams.consumer import PromptConsumer
 
@@ -112,3 +114,102 @@ async def test_a_stopped_consumer_reports_stopped_as_faust_does() -> None:
 
     result = await consumer.wait_first(deliver(), consumer.suspend_flow.wait())
     assert result.stopped and result.done == []
+
+
+class ScriptedThread:
+    """The consumer thread's seeks, scripted: committed offsets given, seeks recorded."""
+
+    def __init__(self, committed: dict[Any, int | None], pause: asyncio.Event | None = None) -> None:
+        self.committed = committed
+        self.pause = pause
+        self.to_beginning: list[Any] = []
+
+    async def seek_to_committed(self) -> dict[Any, int | None]:
+        if self.pause is not None:
+            await self.pause.wait()
+        return dict(self.committed)
+
+    async def seek_to_beginning(self, *partitions: Any) -> None:
+        self.to_beginning.extend(partitions)
+
+
+class ScriptedFetches(PromptConsumer):
+    """The worker's consumer with its fetches given instead of read from a broker."""
+
+    def __init__(self, *args: Any, fetches: list[dict[Any, list[Any]]], **kwargs: Any) -> None:
+        super().__init__(*args, **kwargs)
+        self.fetches = fetches
+
+    async def _wait_next_records(self, timeout: float) -> Any:
+        records = self.fetches.pop(0)
+        return records, set(records)
+
+    def highwater(self, tp: Any) -> int:
+        return 100
+
+
+def scripted(fetches: list[dict[Any, list[Any]]], thread: ScriptedThread) -> ScriptedFetches:
+    app = create_app(Settings()).app
+    consumer = ScriptedFetches(
+        app.transport,
+        callback=app.consumer.callback,
+        on_partitions_revoked=app.consumer._on_partitions_revoked,
+        on_partitions_assigned=app.consumer._on_partitions_assigned,
+        fetches=fetches,
+    )
+    consumer._thread = thread
+    return consumer
+
+
+def _records(partition: int, offsets: range) -> list[ConsumerRecord]:
+    return [ConsumerRecord("touchpoints", partition, o, 0, 0, None, b"v", None, 0, 1, ()) for o in offsets]
+
+
+async def test_a_partition_with_no_committed_offset_is_sought_to_its_first_record() -> None:
+    """aiokafka seeks only partitions committed above zero; the others go back to their start
+    too, or what was fetched from them before the seek would never be fetched again."""
+    changelog = create_app(Settings()).app.tables.changelog_topics
+    committed = {TP("touchpoints", 0): None, TP("touchpoints", 1): 0, TP("touchpoints", 2): 7}
+    committed |= {TP(topic, 0): None for topic in changelog}
+    assert changelog, "the worker's tables have changelogs, which recovery seeks itself"
+    thread = ScriptedThread(committed)
+    consumer = scripted([], thread)
+    # The consumer's own app has the same tables as the one the changelog names came from.
+    assert await consumer.seek_to_committed() == committed
+    assert sorted(thread.to_beginning) == [TP("touchpoints", 0), TP("touchpoints", 1)]
+
+
+async def test_nothing_is_handed_out_from_when_a_seek_begins_until_faust_resumes_the_flow() -> None:
+    """Recovery seeks with the flow on, then clears the streams' buffers and resumes it: a
+    record handed out in between would be cleared after its partition's position moved past."""
+    pause = asyncio.Event()
+    fetch = {TP("touchpoints", p): _records(p, range(10, 14)) for p in (0, 1)}
+    consumer = scripted([fetch, dict(fetch)], ScriptedThread({TP("touchpoints", 0): 10}, pause))
+    consumer.resume_flow()
+    handed: list[tuple[int, int]] = []
+    seeking: asyncio.Task[Any] | None = None
+    async for tp, message in consumer.getmany(timeout=1.0):
+        handed.append((tp.partition, message.offset))
+        if len(handed) == 2:
+            seeking = asyncio.ensure_future(consumer.perform_seek())
+            await asyncio.sleep(0)  # the seek starts, and waits on the consumer thread
+    assert len(handed) == 2 and seeking is not None and not seeking.done()
+    assert not consumer.flow_active
+    pause.set()
+    await seeking
+    assert not consumer.flow_active, "Faust resumes it, after clearing the buffers"
+    assert consumer._read_offset[TP("touchpoints", 0)] == 10
+    consumer.resume_flow()
+    assert len([m async for _, m in consumer.getmany(timeout=1.0)]) == 8
+
+
+async def test_a_seek_that_fails_leaves_the_flow_as_it_was() -> None:
+    class Failing(ScriptedThread):
+        async def seek_to_committed(self) -> dict[Any, int | None]:
+            raise RuntimeError("the broker went away")
+
+    consumer = scripted([], Failing({}))
+    consumer.resume_flow()
+    with pytest.raises(RuntimeError):
+        await consumer.perform_seek()
+    assert consumer.flow_active

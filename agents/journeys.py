@@ -99,20 +99,24 @@ class PartitionEngines:
     async def flush(self) -> None:
         """Write the pending journeys, then the clocks of the partitions that had records.
 
-        What the batch sent (moments, records for other journey partitions,
-        dead letters) is acknowledged by the broker first: a journey state that
-        marks a moment reported, or a journey handed over to another, must
-        never reach the changelog without the moment or the hand-over itself.
-        Killed in between, the worker that takes over applies the batch again
-        and sends them again (repeats, with the same ids), rather than finding
-        them done and never sending them. The clocks go last and a failure to
-        save one is only logged: whatever a record fired is sent by then, and
-        the next flush saves the clock again.
+        Each step waits for the broker to acknowledge the one before. What the
+        batch sent (moments, records for other journey partitions, dead
+        letters) comes first: a journey state that marks a moment reported, or
+        a journey handed over to another, must never reach the changelog
+        without the moment or the hand-over itself. The journeys come before
+        the clocks: a clock restored ahead of the journeys it has seen would
+        find their events late when they are applied again. Killed in between,
+        the worker that takes over applies the batch again and sends what it
+        sent again (repeats, with the same ids), rather than finding it done
+        and never sending it. A failure to save a clock is only logged:
+        whatever a record fired is sent by then, and the next flush saves it.
         """
+        producer = self.mw.app.producer
         if any(store.pending for store in self.stores.values()):
-            await self.mw.app.producer.flush()
-        for store in self.stores.values():
-            await store.flush()
+            await producer.flush()
+            for store in self.stores.values():
+                await store.flush()
+            await producer.flush()
         touched, self.touched = self.touched, set()
         for partition in touched:
             engine, clocks = self.engines.get(partition), self.clocks.get(partition)

@@ -278,8 +278,11 @@ def test_in_any_order_the_partitions_report_what_detect_reports(
     assert all(engine.stats["late"] == 0 for engine in topology.engines.values())
 
 
-@pytest.mark.xfail(strict=True, reason="the race the README states: a partition released as empty "
-                   "before its first records, which another partition's later records then pass")
+@pytest.mark.xfail(
+    strict=True,
+    reason="the race the README states: a partition released as empty "
+    "before its first records, which another partition's later records then pass",
+)
 def test_a_partition_reached_a_tick_interval_after_the_burst_began_is_waited_for() -> None:
     """Found by the property above: one event, two tick intervals, then the rest of the burst.
     The empty partitions were released; the first one read moves event time past the others."""

@@ -25,6 +25,8 @@ from typing import Any
 
 import orjson
 
+from motwatch.partitioner import murmur2
+
 REPO = Path(__file__).resolve().parent.parent
 PYTHON = sys.executable
 READY_MARK = "Worker]: Ready"
@@ -315,8 +317,6 @@ def journey_key(value: bytes) -> bytes | None:
 
 
 def partition_of(key: bytes | None, partitions: int, counter: list[int]) -> int:
-    from aiokafka.partitioner import murmur2
-
     if key is None:
         counter[0] += 1
         return counter[0] % partitions

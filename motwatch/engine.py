@@ -25,7 +25,7 @@ from motwatch.duetimes import DueTimes
 from motwatch.events import Touchpoint
 from motwatch.journey import JourneyState, trim_items
 from motwatch.moments import Moment
-from motwatch.records import Progress, source_name
+from motwatch.records import Progress, input_sources
 from motwatch.settings import MomentOfTruth, Settings
 
 MOMENT_ORDER = [m.value for m in MomentOfTruth]
@@ -152,8 +152,7 @@ class JourneyEngine:
         """Source partitions of the input topic report how far they have read (event time, ms),
         which of them had more records waiting to be read, and which partitions there are."""
         clock, behind = self.clock, news.behind
-        for topic, count in news.inputs.items():
-            clock.learn_inputs(source_name(topic, p) for p in range(count))
+        clock.learn_inputs(input_sources(news.inputs))
         for source, max_seen_ms in news.reads.items():
             clock.source_progress(source, max_seen_ms, None if behind is None else source in behind)
         for source in news.unread:

@@ -7,11 +7,11 @@ answer here, so nothing upstream can fail on it and lose it.
 from __future__ import annotations
 
 from dataclasses import dataclass
-from datetime import UTC, datetime
 
 from pydantic import ValidationError
 
 from motwatch.events import CHANNELS, EVENT_TYPES, TOUCHPOINT_ADAPTER, Touchpoint
+from motwatch.moments import iso_ms
 
 
 @dataclass(frozen=True, slots=True)
@@ -104,10 +104,6 @@ def journey_key_of(raw: bytes) -> str | None:
     return event.journey_key if isinstance(event, Touchpoint) else None
 
 
-def _iso(ms: int) -> str:
-    return datetime.fromtimestamp(ms / 1000, UTC).isoformat(timespec="milliseconds").replace("+00:00", "Z")
-
-
 def check_arrival(event: Touchpoint, arrived_ms: int | None, max_skew_ms: int) -> Rejection | None:
     """A touchpoint that happened further in the future than ``max_skew_ms`` after it arrived
     (a device with a wrong clock, a test event from year 9999) is rejected: it would move
@@ -117,6 +113,6 @@ def check_arrival(event: Touchpoint, arrived_ms: int | None, max_skew_ms: int) -
     ahead_s = (event.occurred_ms - arrived_ms) / 1000
     return Rejection(
         "future_timestamp",
-        f"occurred_at is {ahead_s:,.0f} s ahead of the time the message arrived ({_iso(arrived_ms)}); "
+        f"occurred_at is {ahead_s:,.0f} s ahead of the time the message arrived ({iso_ms(arrived_ms)}); "
         f"at most {max_skew_ms / 1000:g} s (max_future_skew_s) is accepted",
     )

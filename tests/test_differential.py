@@ -27,7 +27,6 @@ from __future__ import annotations
 
 import asyncio
 import itertools
-import time
 from collections import Counter
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
@@ -36,10 +35,11 @@ from typing import Any
 
 import orjson
 import pytest
-from aiokafka import AIOKafkaConsumer, TopicPartition
+from aiokafka import AIOKafkaConsumer
 from aiokafka.admin import AIOKafkaAdminClient, NewPartitions
 
 from motwatch.events import Touchpoint
+from motwatch.moments import iso_ms
 from motwatch.partitioner import partition_for_key
 from motwatch.simulate import SimulationConfig, simulate
 from motwatch.transport import create_topics
@@ -49,9 +49,11 @@ from tests.workers import (
     WorkerProcess,
     canonical,
     committed_to_the_end,
+    end_offsets,
     motwatch_env,
     read_until_quiet,
     run_cli,
+    wait_for,
     wait_until,
 )
 
@@ -74,7 +76,7 @@ class Inputs:
 
 
 def _iso(when: datetime) -> str:
-    return when.isoformat(timespec="milliseconds").replace("+00:00", "Z")
+    return iso_ms(round(when.timestamp() * 1000))
 
 
 def _wrong_clocks(lines: list[bytes]) -> list[bytes]:
@@ -162,23 +164,19 @@ async def _produce(producer: str, bootstrap: str, topic: str, given: Inputs, env
         await asyncio.to_thread(produce_with_librdkafka, bootstrap, topic, given.lines, keyed=keyed)
 
 
-async def _end_offsets(bootstrap: str, topic: str) -> int:
-    consumer = AIOKafkaConsumer(bootstrap_servers=bootstrap, enable_auto_commit=False)
-    await consumer.start()
-    try:
-        await consumer._client.force_metadata_update()
-        tps = [TopicPartition(topic, p) for p in sorted(consumer.partitions_for_topic(topic) or ())]
-        return sum((await consumer.end_offsets(tps)).values()) if tps else 0
-    finally:
-        await consumer.stop()
-
-
 async def _kill_mid_backlog(worker: WorkerProcess, bootstrap: str, changelog: str) -> None:
     """SIGKILL once the worker has written journeys (it has its partitions and is at work)."""
-    deadline = time.monotonic() + 60
-    while await _end_offsets(bootstrap, changelog) == 0:
-        assert worker.alive() and time.monotonic() < deadline, "the worker never wrote a journey"
-        await asyncio.sleep(0.05)  # polling the broker; no event to wait on across processes
+    consumer = AIOKafkaConsumer(bootstrap_servers=bootstrap, enable_auto_commit=False)
+    await consumer.start()
+
+    async def wrote_a_journey() -> bool:
+        assert worker.alive(), worker.log()[-3000:]
+        return sum((await end_offsets(consumer, changelog)).values()) > 0
+
+    try:
+        await wait_for(wrote_a_journey, 60, "the worker to write a journey")
+    finally:
+        await consumer.stop()
     assert worker.proc is not None
     worker.proc.kill()
     worker.proc.wait(10)

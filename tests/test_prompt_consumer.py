@@ -123,8 +123,11 @@ class ScriptedThread:
         self.committed = committed
         self.pause = pause
         self.to_beginning: list[Any] = []
+        # Set once a seek has reached the thread.
+        self.seeking = asyncio.Event()
 
     async def seek_to_committed(self) -> dict[Any, int | None]:
+        self.seeking.set()
         if self.pause is not None:
             await self.pause.wait()
         return dict(self.committed)
@@ -184,7 +187,8 @@ async def test_nothing_is_handed_out_from_when_a_seek_begins_until_faust_resumes
     record handed out in between would be cleared after its partition's position moved past."""
     pause = asyncio.Event()
     fetch = {TP("touchpoints", p): _records(p, range(10, 14)) for p in (0, 1)}
-    consumer = scripted([fetch, dict(fetch)], ScriptedThread({TP("touchpoints", 0): 10}, pause))
+    thread = ScriptedThread({TP("touchpoints", 0): 10}, pause)
+    consumer = scripted([fetch, dict(fetch)], thread)
     consumer.resume_flow()
     handed: list[tuple[int, int]] = []
     seeking: asyncio.Task[Any] | None = None
@@ -192,7 +196,7 @@ async def test_nothing_is_handed_out_from_when_a_seek_begins_until_faust_resumes
         handed.append((tp.partition, message.offset))
         if len(handed) == 2:
             seeking = asyncio.ensure_future(consumer.perform_seek())
-            await asyncio.sleep(0)  # the seek starts, and waits on the consumer thread
+            await asyncio.wait_for(thread.seeking.wait(), 5)  # the seek waits on the thread
     assert len(handed) == 2 and seeking is not None and not seeking.done()
     assert not consumer.flow_active
     pause.set()

@@ -6,6 +6,7 @@ here sleeps for a fixed time; every wait polls a condition until a deadline.
 
 from __future__ import annotations
 
+import asyncio
 import os
 import signal
 import socket
@@ -143,6 +144,39 @@ class WorkerProcess(ServiceProcess):
         self.stop()
 
 
+async def _from_the_beginning(consumer: AIOKafkaConsumer, topic: str, deadline: float) -> bool:
+    """Assign ``consumer`` every partition of ``topic`` from its first record; False when the
+    topic has not appeared by ``deadline`` (monotonic)."""
+    partitions = consumer.partitions_for_topic(topic)
+    while not partitions:
+        if time.monotonic() > deadline:
+            return False
+        await consumer._client.force_metadata_update()  # the topic may not exist yet
+        partitions = consumer.partitions_for_topic(topic)
+    tps = [TopicPartition(topic, p) for p in sorted(partitions)]
+    consumer.assign(tps)
+    await consumer.seek_to_beginning(*tps)
+    return True
+
+
+async def end_offsets(consumer: AIOKafkaConsumer, topic: str) -> dict[TopicPartition, int]:
+    """Each partition of ``topic`` and its end offset, as the broker has them now (none: no topic)."""
+    await consumer._client.force_metadata_update()
+    tps = [TopicPartition(topic, p) for p in sorted(consumer.partitions_for_topic(topic) or ())]
+    return await consumer.end_offsets(tps) if tps else {}
+
+
+async def wait_for(
+    condition: Callable[[], Awaitable[bool]], timeout: float, what: str, interval: float = 0.05
+) -> None:
+    """``wait_until`` for a condition that asks the broker."""
+    deadline = time.monotonic() + timeout
+    while not await condition():
+        if time.monotonic() > deadline:
+            raise AssertionError(f"timed out after {timeout:.0f}s waiting for {what}")
+        await asyncio.sleep(interval)
+
+
 async def read_topic(
     bootstrap: str,
     topic: str,
@@ -155,16 +189,8 @@ async def read_topic(
     records: list[Any] = []
     try:
         deadline = time.monotonic() + timeout
-        partitions: set[int] | None = None
-        while partitions is None:
-            partitions = consumer.partitions_for_topic(topic)
-            if partitions is None:
-                await consumer._client.force_metadata_update()  # the topic may not exist yet
-                if time.monotonic() > deadline:
-                    return records
-        tps = [TopicPartition(topic, p) for p in sorted(partitions)]
-        consumer.assign(tps)
-        await consumer.seek_to_beginning(*tps)
+        if not await _from_the_beginning(consumer, topic, deadline):
+            return records
         while not until(records) and time.monotonic() < deadline:
             batch = await consumer.getmany(timeout_ms=250)
             for messages in batch.values():
@@ -190,15 +216,8 @@ async def read_until_quiet(
     records: list[Any] = []
     try:
         deadline = time.monotonic() + timeout
-        partitions = consumer.partitions_for_topic(topic)
-        while not partitions:
-            if time.monotonic() > deadline:
-                raise AssertionError(f"{topic} never appeared")
-            await consumer._client.force_metadata_update()  # the topic may not exist yet
-            partitions = consumer.partitions_for_topic(topic)
-        tps = [TopicPartition(topic, p) for p in sorted(partitions)]
-        consumer.assign(tps)
-        await consumer.seek_to_beginning(*tps)
+        if not await _from_the_beginning(consumer, topic, deadline):
+            raise AssertionError(f"{topic} never appeared")
         last = time.monotonic()
         settled = ready is None
         while True:
@@ -230,12 +249,10 @@ async def committed_to_the_end(
     await consumer.start()
 
     async def check() -> bool:
-        await consumer._client.force_metadata_update()
-        tps = [TopicPartition(topic, p) for p in sorted(consumer.partitions_for_topic(topic) or ())]
-        if not tps:
+        ends = await end_offsets(consumer, topic)
+        if not ends:
             return False
         committed = await admin.list_consumer_group_offsets(group)
-        ends = await consumer.end_offsets(tps)
         return all(tp in committed and committed[tp].offset >= end for tp, end in ends.items())
 
     try:

@@ -5,6 +5,12 @@ librdkafka's default partitioner puts a keyed record on CRC32 of its key
 node-rdkafka all use it), not on Kafka's murmur2 as ``motwatch produce``
 does; a record without a key goes to one partition a batch at a time
 (sticky). Each producer sends its lines in one burst, as fast as it can.
+
+Records librdkafka is given before it knows the topic wait in a queue of
+their own and can reach their partition after records given later: a
+partition out of the file's order (by an hour of event time, seen), whose
+events come late however the worker reads them. So the producer first
+learns the topic, as a producer that has been running does.
 """
 
 from __future__ import annotations
@@ -31,6 +37,8 @@ def crc32_partition(key: str, partitions: int) -> int:
 def produce_with_librdkafka(bootstrap: str, topic: str, lines: Iterable[bytes], *, keyed: bool) -> int:
     """Send every line with confluent-kafka's producer and its default partitioner; wait for the acks."""
     producer = Producer({"bootstrap.servers": bootstrap, "acks": "all", "linger.ms": 5})
+    known = producer.list_topics(topic, timeout=30).topics.get(topic)
+    assert known is not None and known.error is None and known.partitions, f"{topic} is not known"
     failures: list[KafkaError] = []
 
     def delivered(error: KafkaError | None, _message: object) -> None:

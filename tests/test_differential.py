@@ -51,6 +51,7 @@ from tests.workers import (
     committed_to_the_end,
     end_offsets,
     motwatch_env,
+    read_topic,
     read_until_quiet,
     run_cli,
     wait_for,
@@ -134,6 +135,7 @@ def _events(lines: list[bytes]) -> list[dict[str, Any]]:
 
 def test_the_input_has_what_broke_event_time_before(inputs: dict[float, Inputs]) -> None:
     for lateness, given in inputs.items():
+        assert len(set(given.lines)) == len(given.lines), "each line once: its place in the file is known"
         events = _events(given.lines)
         joins = [(e["anonymous_id"], e["customer_id"]) for e in events if e["type"] == "identify"]
         apart = [
@@ -162,6 +164,18 @@ async def _produce(producer: str, bootstrap: str, topic: str, given: Inputs, env
     else:
         keyed = producer == "librdkafka-keyed"
         await asyncio.to_thread(produce_with_librdkafka, bootstrap, topic, given.lines, keyed=keyed)
+    await _assert_in_file_order(bootstrap, topic, given.lines)
+
+
+async def _assert_in_file_order(bootstrap: str, topic: str, lines: list[bytes]) -> None:
+    """Each partition holds its records in the file's order: what ``detect`` reads is what the
+    worker reads, partition by partition (else events out of order beyond the lateness come late)."""
+    place = {line: n for n, line in enumerate(lines)}
+    records = await read_topic(bootstrap, topic, lambda got: len(got) >= len(lines))
+    assert len(records) == len(lines)
+    for partition in {r.partition for r in records}:
+        held = [place[r.value] for r in sorted(records, key=lambda r: r.offset) if r.partition == partition]
+        assert held == sorted(held), f"{topic}[{partition}] is out of the file's order"
 
 
 async def _kill_mid_backlog(worker: WorkerProcess, bootstrap: str, changelog: str) -> None:

@@ -144,19 +144,28 @@ class WorkerProcess(ServiceProcess):
         self.stop()
 
 
-async def _from_the_beginning(consumer: AIOKafkaConsumer, topic: str, deadline: float) -> bool:
-    """Assign ``consumer`` every partition of ``topic`` from its first record; False when the
+@asynccontextmanager
+async def _from_the_beginning(
+    bootstrap: str, topic: str, deadline: float
+) -> AsyncIterator[AIOKafkaConsumer | None]:
+    """A consumer assigned every partition of ``topic`` from its first record; None when the
     topic has not appeared by ``deadline`` (monotonic)."""
-    partitions = consumer.partitions_for_topic(topic)
-    while not partitions:
-        if time.monotonic() > deadline:
-            return False
-        await consumer._client.force_metadata_update()  # the topic may not exist yet
+    consumer = AIOKafkaConsumer(bootstrap_servers=bootstrap, enable_auto_commit=False)
+    await consumer.start()
+    try:
         partitions = consumer.partitions_for_topic(topic)
-    tps = [TopicPartition(topic, p) for p in sorted(partitions)]
-    consumer.assign(tps)
-    await consumer.seek_to_beginning(*tps)
-    return True
+        while not partitions:
+            if time.monotonic() > deadline:
+                yield None
+                return
+            await consumer._client.force_metadata_update()  # the topic may not exist yet
+            partitions = consumer.partitions_for_topic(topic)
+        tps = [TopicPartition(topic, p) for p in sorted(partitions)]
+        consumer.assign(tps)
+        await consumer.seek_to_beginning(*tps)
+        yield consumer
+    finally:
+        await consumer.stop()
 
 
 async def end_offsets(consumer: AIOKafkaConsumer, topic: str) -> dict[TopicPartition, int]:
@@ -184,19 +193,13 @@ async def read_topic(
     timeout: float = 60,
 ) -> list[Any]:
     """Every record of ``topic`` from the beginning, read until ``until(records)`` holds or time is up."""
-    consumer = AIOKafkaConsumer(bootstrap_servers=bootstrap, enable_auto_commit=False)
-    await consumer.start()
     records: list[Any] = []
-    try:
-        deadline = time.monotonic() + timeout
-        if not await _from_the_beginning(consumer, topic, deadline):
-            return records
-        while not until(records) and time.monotonic() < deadline:
+    deadline = time.monotonic() + timeout
+    async with _from_the_beginning(bootstrap, topic, deadline) as consumer:
+        while consumer is not None and not until(records) and time.monotonic() < deadline:
             batch = await consumer.getmany(timeout_ms=250)
             for messages in batch.values():
                 records.extend(messages)
-    finally:
-        await consumer.stop()
     return records
 
 
@@ -211,12 +214,10 @@ async def read_until_quiet(
     """Every record of ``topic`` from the beginning, read until ``ready()`` holds and then no
     record came for ``quiet_s`` seconds: not until an expected count, so that a record written
     after it is seen too. Fails when that is not reached within ``timeout``."""
-    consumer = AIOKafkaConsumer(bootstrap_servers=bootstrap, enable_auto_commit=False)
-    await consumer.start()
     records: list[Any] = []
-    try:
-        deadline = time.monotonic() + timeout
-        if not await _from_the_beginning(consumer, topic, deadline):
+    deadline = time.monotonic() + timeout
+    async with _from_the_beginning(bootstrap, topic, deadline) as consumer:
+        if consumer is None:
             raise AssertionError(f"{topic} never appeared")
         last = time.monotonic()
         settled = ready is None
@@ -234,8 +235,6 @@ async def read_until_quiet(
                 return records
             if now > deadline:
                 raise AssertionError(f"{topic} not quiet within {timeout:.0f}s ({len(records)} records)")
-    finally:
-        await consumer.stop()
 
 
 @asynccontextmanager

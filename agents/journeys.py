@@ -21,18 +21,17 @@ from collections.abc import Awaitable, Callable, Iterable
 from dataclasses import dataclass
 from typing import Any
 
-from motwatch.agents.ingest import InputTopic
+from motwatch.agents.input_topic import InputTopic
+from motwatch.core.clock import NEVER, PartitionClock
+from motwatch.core.deadletter import dead_letter_record, encode_dead_letter, kafka_source
+from motwatch.core.dispatch import Inbound, JourneyDispatch, Outcome
+from motwatch.core.engine import JourneyEngine
+from motwatch.core.journey import JourneyState
+from motwatch.core.partitioner import partition_for_key
+from motwatch.core.records import RECORD, TICK, control_headers, header_map, tick_body
+from motwatch.core.validation import Rejection
 from motwatch.streams.app import Motwatch
 from motwatch.streams.writebehind import PackedWriteBehind, WriteBehind
-
-from motwatch.clock import NEVER, PartitionClock
-from motwatch.deadletter import dead_letter_record, encode_dead_letter, kafka_source
-from motwatch.dispatch import Inbound, JourneyDispatch, Outcome
-from motwatch.engine import JourneyEngine
-from motwatch.journey import JourneyState
-from motwatch.partitioner import partition_for_key
-from motwatch.records import RECORD, TICK, control_headers, header_map, tick_body
-from motwatch.validation import Rejection
 
 log = logging.getLogger("motwatch.journeys")
 

@@ -25,7 +25,7 @@ from typing import Any
 
 import orjson
 
-from motwatch.partitioner import murmur2
+from motwatch.core.partitioner import murmur2
 
 REPO = Path(__file__).resolve().parent.parent
 PYTHON = sys.executable
@@ -88,7 +88,7 @@ def _git(*args: str) -> str | None:
 
 
 def machine_facts() -> dict[str, Any]:
-    from motwatch.broker import KAFKA_VERSION
+    from motwatch.kafka.broker import KAFKA_VERSION
 
     status = _git("status", "--porcelain", "--", "motwatch", "agents", "streams")
     return {

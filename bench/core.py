@@ -15,9 +15,9 @@ import time
 from collections import Counter
 from pathlib import Path
 
-import motwatch.detect as detect_module
-from motwatch.detect import run_detect
-from motwatch.engine import JourneyEngine
+import motwatch.commands.detect as detect_module
+from motwatch.commands.detect import run_detect
+from motwatch.core.engine import JourneyEngine
 from motwatch.garbage import collect_less_often
 from motwatch.settings import load_settings
 

@@ -21,7 +21,7 @@ SEED = 2026
 
 
 def cache_dir() -> Path:
-    from motwatch.broker import cache_dir as motwatch_cache
+    from motwatch.kafka.broker import cache_dir as motwatch_cache
 
     path = motwatch_cache() / "bench"
     path.mkdir(parents=True, exist_ok=True)
@@ -34,7 +34,7 @@ def _generator_hash() -> str:
 
 def simulated(journeys: int, seed: int = SEED) -> tuple[Path, dict[str, Any]]:
     """A file of ``journeys`` simulated journeys (every failure kind, default rates); its facts."""
-    from motwatch.simulate import SimulationConfig, iter_lines
+    from motwatch.simulation import SimulationConfig, iter_lines
 
     stem = f"sim-j{journeys}-s{seed}-{_generator_hash()}"
     path, meta_path = cache_dir() / f"{stem}.jsonl", cache_dir() / f"{stem}.json"
@@ -68,7 +68,7 @@ def simulated(journeys: int, seed: int = SEED) -> tuple[Path, dict[str, Any]]:
 
 def first_touch_lines(n: int, prefix: str, start_ms: int) -> list[bytes]:
     """``n`` journeys of one healthy product page view each (for loading state, nothing fails)."""
-    from motwatch.moments import iso_ms
+    from motwatch.core.moments import iso_ms
 
     out = []
     for i in range(n):

@@ -44,7 +44,7 @@ def topics(prefix: str) -> list[str]:
 
 
 async def prefill(bootstrap: str, prefix: str, path: Path, partitions: int) -> dict[str, Any]:
-    from motwatch.transport import create_topics
+    from motwatch.kafka.admin import create_topics
 
     await create_topics(bootstrap, topics(prefix), partitions)
     started = time.perf_counter()

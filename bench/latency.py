@@ -81,7 +81,7 @@ async def measure(
 ) -> dict[str, Any]:
     from aiokafka import AIOKafkaProducer
 
-    from motwatch.transport import create_topics
+    from motwatch.kafka.admin import create_topics
 
     prefix = f"bench-{run_id}-lat."
     await create_topics(bootstrap, topics(prefix), partitions)

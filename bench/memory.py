@@ -25,7 +25,7 @@ import orjson
 
 from bench.common import BenchError, Worker, log, metric, produce_records, rss_kib, scrape, worker_env
 from bench.e2e import WORKER_SETTINGS, topics
-from motwatch.journey import JourneyState
+from motwatch.core.journey import JourneyState
 
 # Maps keyed by what is unique to one journey (event ids, carts, chats, reports).
 _PER_JOURNEY_MAPS = ("seen", "reported", "checkouts", "chats", "onboardings", "merges")
@@ -64,7 +64,7 @@ def states(path: Path, n: int) -> Iterator[tuple[bytes, bytes]]:
 
 
 async def _load(bootstrap: str, prefix: str, path: Path, n: int, partitions: int) -> float:
-    from motwatch.transport import create_topics
+    from motwatch.kafka.admin import create_topics
 
     changelog = f"{prefix}motwatch-journeys-changelog"
     await create_topics(bootstrap, topics(prefix), partitions)

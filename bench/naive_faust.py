@@ -17,7 +17,7 @@ import uuid
 
 import faust
 
-from motwatch.events import TOUCHPOINT_ADAPTER
+from motwatch.core.events import TOUCHPOINT_ADAPTER
 
 BROKER = os.environ.get("BENCH_BROKER", "127.0.0.1:9092")
 TOPIC = os.environ.get("BENCH_TOPIC", "touchpoints")

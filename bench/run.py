@@ -251,7 +251,7 @@ def main(argv: list[str] | None = None) -> int:
     if load_at_start[0] > 0.5:
         log("the machine is busy: others' work will slow every figure (the load is recorded)")
 
-    from motwatch.broker import BrokerError, KafkaBroker, ensure_jars
+    from motwatch.kafka.broker import BrokerError, KafkaBroker, ensure_jars
 
     try:
         ensure_jars()
@@ -404,7 +404,7 @@ def _one_cpu() -> int:
 
 
 def _scaling(run: Run, plan: Plan, small: Path, small_meta: dict) -> dict[str, Any]:
-    from motwatch.transport import create_topics
+    from motwatch.kafka.admin import create_topics
 
     core = run_json("bench.core", [str(small)], timeout=1800)
     events = count_lines(small)

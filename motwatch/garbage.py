@@ -12,6 +12,8 @@ walks, and it runs a hundred times less often; cycles are still collected.
 from __future__ import annotations
 
 import gc
+from collections.abc import Iterator
+from contextlib import contextmanager
 
 # Allocations between young collections, and young (then middle) collections between older ones.
 THRESHOLDS = (70_000, 50, 100)
@@ -21,3 +23,15 @@ def collect_less_often() -> None:
     """Call once the process's long-lived objects exist (the app built, the settings loaded)."""
     gc.freeze()
     gc.set_threshold(*THRESHOLDS)
+
+
+@contextmanager
+def collecting_less_often() -> Iterator[None]:
+    """:func:`collect_less_often` for the block; then the collector as it was, the frozen objects thawed."""
+    before = gc.get_threshold()
+    collect_less_often()
+    try:
+        yield
+    finally:
+        gc.unfreeze()
+        gc.set_threshold(*before)

@@ -19,11 +19,11 @@ from pathlib import Path
 
 import zstandard
 
-from motwatch.engine import JourneyEngine
-from motwatch.events import Touchpoint
+from motwatch.core.engine import JourneyEngine
+from motwatch.core.events import Touchpoint
+from motwatch.core.validation import validate_touchpoint
 from motwatch.settings import Settings
-from motwatch.simulate import SimulationConfig, simulate
-from motwatch.validation import validate_touchpoint
+from motwatch.simulation import SimulationConfig, simulate
 
 SIZE = 16 * 1024
 # One state in this many changes is a sample; enough for the trainer, small enough to be quick.

@@ -15,10 +15,10 @@ from typing import Any
 import faust
 from faust.sensors.prometheus import PrometheusMonitor, setup_prometheus_sensors
 from faust.serializers import codecs
-from motwatch.streams.consumer import PromptConsumer
 
-from motwatch.metrics import Metrics
 from motwatch.settings import Settings
+from motwatch.streams.consumer import PromptConsumer
+from motwatch.streams.metrics import Metrics
 
 
 class TextCodec(codecs.Codec):
@@ -184,7 +184,7 @@ def create_app(settings: Settings, *, input_partitions: int | None = None) -> Mo
     ``input_partitions``: the touchpoints topic's partition count (default:
     the worker's own). Equal to the re-keyed topic's, touchpoints already on
     their journey's partition are applied without the re-keying hop
-    (``agents/ingest.py``).
+    (``agents/input_topic.py``).
     """
     app = faust.App(
         settings.worker_app_id,
@@ -237,8 +237,8 @@ def create_app(settings: Settings, *, input_partitions: int | None = None) -> Mo
     # /metrics serves our series and Faust's own (offsets, commits, sends) from one registry.
     setup_prometheus_sensors(app, registry=mw.metrics.registry, name_prefix="faust")
     app.monitor = LeanPrometheusMonitor(metrics=app.monitor._metrics)
-    from motwatch.agents import ingest, journeys
+    from motwatch.agents import input_topic, journeys
 
     partitions = settings.partitions if input_partitions is None else input_partitions
-    journeys.register(mw, ingest.register(mw, partitions=partitions))
+    journeys.register(mw, input_topic.register(mw, partitions=partitions))
     return mw

@@ -11,9 +11,9 @@ from typing import Any, Literal
 
 from pydantic import BaseModel, ConfigDict, Field
 
-from motwatch.events import TOUCHPOINT_ADAPTER
-from motwatch.moments import KINDS
-from motwatch.validation import REASONS
+from motwatch.core.events import TOUCHPOINT_ADAPTER
+from motwatch.core.moments import KINDS
+from motwatch.core.validation import REASONS
 
 SCHEMA_DIR = Path(__file__).parent / "schema"
 

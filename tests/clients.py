@@ -20,7 +20,7 @@ from collections.abc import Iterable
 
 from confluent_kafka import KafkaError, Producer
 
-from motwatch.validation import journey_key_of
+from motwatch.core.validation import journey_key_of
 
 
 def journey_key(line: bytes) -> bytes | None:

@@ -11,7 +11,7 @@ from collections.abc import Iterator
 
 import pytest
 
-from motwatch.broker import BrokerError, KafkaBroker
+from motwatch.kafka.broker import BrokerError, KafkaBroker
 
 
 @pytest.fixture(scope="session")

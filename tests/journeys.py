@@ -15,12 +15,12 @@ from typing import Any
 
 import orjson
 
-from motwatch.dispatch import Inbound, JourneyDispatch, Outcome
-from motwatch.engine import JourneyEngine
-from motwatch.events import Touchpoint
-from motwatch.moments import Moment
+from motwatch.core.dispatch import Inbound, JourneyDispatch, Outcome
+from motwatch.core.engine import JourneyEngine
+from motwatch.core.events import Touchpoint
+from motwatch.core.moments import Moment
+from motwatch.core.validation import validate_touchpoint
 from motwatch.settings import Settings
-from motwatch.validation import validate_touchpoint
 
 T0 = datetime(2026, 3, 2, 14, 0, tzinfo=UTC)
 T0_MS = round(T0.timestamp() * 1000)

@@ -1,4 +1,4 @@
-"""The local broker: jar cache, JVM lifecycle, ``python -m motwatch.broker``, tool checks."""
+"""The local broker: jar cache, JVM lifecycle, ``python -m motwatch.kafka.broker``, tool checks."""
 
 from __future__ import annotations
 
@@ -15,7 +15,9 @@ from pathlib import Path
 
 import pytest
 
-from motwatch.broker import (
+from motwatch.commands.record import record
+from motwatch.kafka.admin import create_topics
+from motwatch.kafka.broker import (
     KAFKA_VERSION,
     BrokerError,
     KafkaBroker,
@@ -23,7 +25,8 @@ from motwatch.broker import (
     ensure_jars,
     lib_dir,
 )
-from motwatch.transport import create_topics, produce_lines, record, wait_for_broker
+from motwatch.kafka.connection import wait_for_broker
+from motwatch.kafka.writer import produce_lines
 from tests.workers import wait_until
 
 
@@ -171,7 +174,7 @@ def test_port_in_use_is_refused_before_starting_a_jvm() -> None:
             KafkaBroker(port=port).start()
 
 
-# --- python -m motwatch.broker ------------------------------------------------------------
+# --- python -m motwatch.kafka.broker ------------------------------------------------------------
 
 
 @pytest.mark.integration
@@ -179,7 +182,7 @@ def test_foreground_broker_stops_cleanly_on_sigterm(tmp_path: Path) -> None:
     ensure_jars()  # so the fetch, if any, is not counted against the deadlines below
     stderr = open(tmp_path / "stderr.txt", "wb")  # noqa: SIM115 - closed below
     proc = subprocess.Popen(
-        [sys.executable, "-m", "motwatch.broker", "--port", "0"],
+        [sys.executable, "-m", "motwatch.kafka.broker", "--port", "0"],
         stdout=subprocess.PIPE,
         stderr=stderr,
     )
@@ -206,7 +209,7 @@ def test_missing_java_is_one_line_error(tmp_path: Path) -> None:
     empty = tmp_path / "empty-bin"
     empty.mkdir()
     done = subprocess.run(
-        [sys.executable, "-m", "motwatch.broker", "--port", "0"],
+        [sys.executable, "-m", "motwatch.kafka.broker", "--port", "0"],
         env=_env(PATH=str(empty), JAVA_HOME=None, MOTWATCH_CACHE_DIR=str(tmp_path / "cache")),
         capture_output=True,
         text=True,
@@ -270,7 +273,7 @@ def test_failed_fetch_names_the_log_and_leaves_nothing_half_done(
 def test_concurrent_fetches_share_one_download(tmp_path: Path) -> None:
     code = (
         "import sys\n"
-        "from motwatch.broker import ensure_jars\n"
+        "from motwatch.kafka.broker import ensure_jars\n"
         "print(ensure_jars(announce=lambda m: print('FETCHING', file=sys.stderr)))\n"
     )
     env = _env(MOTWATCH_CACHE_DIR=str(tmp_path / "cache"))

@@ -13,8 +13,8 @@ from pathlib import Path
 
 import orjson
 import pytest
-from motwatch.streams.schema import MomentRecord
 
+from motwatch.streams.schema import MomentRecord
 from tests.journeys import line
 from tests.workers import run_cli
 

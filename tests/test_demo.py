@@ -8,10 +8,10 @@ import time
 
 import pytest
 
-from motwatch import demo
-from motwatch.demo import PREFIX, Tally
-from motwatch.simulate import SimulationConfig, simulate
-from motwatch.transport import create_topics
+from motwatch.commands import demo
+from motwatch.commands.demo import PREFIX, Tally
+from motwatch.kafka.admin import create_topics
+from motwatch.simulation import SimulationConfig, simulate
 
 pytestmark = pytest.mark.integration
 

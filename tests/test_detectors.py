@@ -10,8 +10,8 @@ from pathlib import Path
 
 import pytest
 
-from motwatch.detect import run_detect
-from motwatch.moments import Moment
+from motwatch.commands.detect import run_detect
+from motwatch.core.moments import Moment
 from tests.journeys import Feed, iso, ms, touch
 
 EXAMPLES = Path(__file__).resolve().parent / "data" / "examples.jsonl"

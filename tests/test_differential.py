@@ -38,12 +38,12 @@ import pytest
 from aiokafka import AIOKafkaConsumer
 from aiokafka.admin import AIOKafkaAdminClient, NewPartitions
 
-from motwatch.events import Touchpoint
-from motwatch.moments import iso_ms
-from motwatch.partitioner import partition_for_key
-from motwatch.simulate import SimulationConfig, simulate
-from motwatch.transport import create_topics
-from motwatch.validation import validate_touchpoint
+from motwatch.core.events import Touchpoint
+from motwatch.core.moments import iso_ms
+from motwatch.core.partitioner import partition_for_key
+from motwatch.core.validation import validate_touchpoint
+from motwatch.kafka.admin import create_topics
+from motwatch.simulation import SimulationConfig, simulate
 from tests.clients import crc32_partition, journey_key, produce_with_librdkafka
 from tests.workers import (
     WorkerProcess,

@@ -20,11 +20,11 @@ from hypothesis import HealthCheck, given
 from hypothesis import settings as hypothesis_settings
 from hypothesis import strategies as st
 
-from motwatch.clock import NEVER, PartitionClock
-from motwatch.dispatch import Inbound, JourneyDispatch
-from motwatch.engine import JourneyEngine
-from motwatch.partitioner import partition_for_key
-from motwatch.records import (
+from motwatch.core.clock import NEVER, PartitionClock
+from motwatch.core.dispatch import Inbound, JourneyDispatch
+from motwatch.core.engine import JourneyEngine
+from motwatch.core.partitioner import partition_for_key
+from motwatch.core.records import (
     FORWARDED,
     PROGRESS,
     SOURCE,
@@ -36,7 +36,7 @@ from motwatch.records import (
     read_progress,
 )
 from motwatch.settings import Settings
-from motwatch.simulate import SimulationConfig, simulate
+from motwatch.simulation import SimulationConfig, simulate
 from tests.journeys import line, ms
 from tests.topology import Topology, detect
 

@@ -5,7 +5,7 @@ from __future__ import annotations
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from motwatch.duetimes import BUCKET_MS, DueTimes
+from motwatch.core.duetimes import BUCKET_MS, DueTimes
 
 HOUR = BUCKET_MS
 KEYS = st.sampled_from([f"k{i}" for i in range(12)])

@@ -10,14 +10,14 @@ from pathlib import Path
 
 import orjson
 
-from motwatch.clock import NEVER, PartitionClock
-from motwatch.detect import run_detect
-from motwatch.engine import JourneyEngine
-from motwatch.events import Touchpoint
-from motwatch.journey import JourneyState
-from motwatch.moments import Moment
-from motwatch.records import Progress
-from motwatch.validation import validate_touchpoint
+from motwatch.commands.detect import run_detect
+from motwatch.core.clock import NEVER, PartitionClock
+from motwatch.core.engine import JourneyEngine
+from motwatch.core.events import Touchpoint
+from motwatch.core.journey import JourneyState
+from motwatch.core.moments import Moment
+from motwatch.core.records import Progress
+from motwatch.core.validation import validate_touchpoint
 from tests.journeys import CUSTOMER, Feed, line, ms, settings, touch
 
 DATA = Path(__file__).parent / "data"

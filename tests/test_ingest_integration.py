@@ -19,9 +19,9 @@ import orjson
 import pytest
 from aiokafka import AIOKafkaProducer
 
-from motwatch.partitioner import partition_for_key
+from motwatch.core.partitioner import partition_for_key
+from motwatch.kafka.admin import create_topics
 from motwatch.settings import Settings
-from motwatch.transport import create_topics
 from tests.workers import WorkerProcess, motwatch_env, read_topic, run_cli
 
 pytestmark = pytest.mark.integration

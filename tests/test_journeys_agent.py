@@ -17,15 +17,15 @@ from types import SimpleNamespace
 from typing import Any, NamedTuple
 
 import orjson
-from motwatch.agents import ingest, journeys
 
-from motwatch.detect import run_detect
-from motwatch.journey import JourneyState
-from motwatch.metrics import Metrics
-from motwatch.partitioner import partition_for_key
-from motwatch.records import SOURCE_PROGRESS, TICK, control_headers, encode_body
+from motwatch.agents import input_topic, journeys
+from motwatch.commands.detect import run_detect
+from motwatch.core.journey import JourneyState
+from motwatch.core.partitioner import partition_for_key
+from motwatch.core.records import SOURCE_PROGRESS, TICK, control_headers, encode_body
 from motwatch.settings import Settings
-from motwatch.simulate import SimulationConfig, simulate
+from motwatch.simulation import SimulationConfig, simulate
+from motwatch.streams.metrics import Metrics
 
 CLOCKS_CHANGELOG = "clocks-changelog"
 FLUSHED = "(acknowledged)"
@@ -137,7 +137,7 @@ class Consumer:
 
 def _register(mw: SimpleNamespace, direct: bool = True) -> journeys.JourneysAgent:
     partitions = mw.settings.partitions if direct else mw.settings.partitions + 1
-    return journeys.register(mw, ingest.register(mw, partitions=partitions))
+    return journeys.register(mw, input_topic.register(mw, partitions=partitions))
 
 
 def _record(
@@ -283,7 +283,7 @@ async def test_progress_is_announced_to_every_partition_only_when_a_source_has_n
     # Partition 0 has more records waiting than these; partition 1 ends with them; 2 is empty.
     ends = {(topic, 0): last[0] + 100, (topic, 1): last[1] + 1, (topic, 2): 0}
     mw.app.consumer = Consumer(ends)
-    inputs = ingest.InputTopic(mw, partitions=3)
+    inputs = input_topic.InputTopic(mw, partitions=3)
     agent = journeys.register(mw, inputs)
     await inputs.learn_first_offsets()
     await agent.process(records)
@@ -342,7 +342,7 @@ async def test_the_repeated_action_survives_a_failure_and_ends_with_the_app(capl
         if len(calls) == 4:
             app.should_stop = True
 
-    await asyncio.wait_for(ingest.repeat(app, 0.02, action, "announcing"), 5)
+    await asyncio.wait_for(input_topic.repeat(app, 0.02, action, "announcing"), 5)
     assert calls == [0, 1, 2, 3]
     assert waits == [0.02] * 4
     assert "announcing failed" in caplog.text and "broker gone" in caplog.text
@@ -362,7 +362,7 @@ async def test_a_source_catching_up_on_a_backlog_holds_event_time_back() -> None
         by_source[partition_for_key(event.get("customer_id") or event["anonymous_id"], 2)].append(line)
     ends = {(touchpoints, p): len(records) for p, records in by_source.items()}
     mw.app.consumer = Consumer(ends)
-    source = ingest.InputTopic(mw, partitions=2)
+    source = input_topic.InputTopic(mw, partitions=2)
     agent = journeys.register(mw, source)
     await source.learn_first_offsets()
     delivered = 0

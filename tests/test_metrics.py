@@ -12,8 +12,8 @@ import time
 from prometheus_client import generate_latest
 from prometheus_client.parser import text_string_to_metric_families
 
-from motwatch.engine import JourneyEngine, Step
-from motwatch.metrics import NO_CHANNEL, Metrics
+from motwatch.core.engine import JourneyEngine, Step
+from motwatch.streams.metrics import NO_CHANNEL, Metrics
 from tests.journeys import settings, touch
 
 

@@ -27,7 +27,6 @@ import yaml
 from faust.sensors.prometheus import FaustMetrics
 from prometheus_client import CollectorRegistry
 
-from motwatch.metrics import Metrics
 from motwatch.monitoring import definitions
 from motwatch.monitoring.definitions import (
     ALERTS,
@@ -50,6 +49,7 @@ from motwatch.monitoring.generate import (
 from motwatch.monitoring.inventory import expressions
 from motwatch.monitoring.model import SEVERITIES
 from motwatch.monitoring.promql import metric_names
+from motwatch.streams.metrics import Metrics
 from tests.promtool import cases
 from tests.test_compose import provisioning_files
 

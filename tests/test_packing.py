@@ -10,8 +10,8 @@ from types import ModuleType
 import pytest
 import zstandard
 
-from motwatch import packing
-from motwatch.journey import JourneyState
+from motwatch.core import packing
+from motwatch.core.journey import JourneyState
 
 SCRIPT = Path(__file__).resolve().parents[1] / "scripts" / "train_state_dictionary.py"
 

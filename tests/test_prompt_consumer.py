@@ -9,10 +9,10 @@ from typing import Any
 import pytest
 from aiokafka.structs import ConsumerRecord
 from faust.types import TP
-from motwatch.streams.app import create_app
-from motwatch.streams.consumer import PromptConsumer
 
 from motwatch.settings import Settings
+from motwatch.streams.app import create_app
+from motwatch.streams.consumer import PromptConsumer
 
 
 def make_consumer() -> Any:

@@ -16,7 +16,7 @@ import orjson
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
-from motwatch.detect import run_detect
+from motwatch.commands.detect import run_detect
 from tests.journeys import record
 from tests.journeys import settings as motwatch_settings
 

@@ -10,21 +10,17 @@ from datetime import UTC, datetime
 import orjson
 import pytest
 
-from motwatch.replay import (
+from motwatch.commands.common import UsageError, parse_duration, parse_offsets, parse_time
+from motwatch.commands.replay import (
     Progress,
-    Record,
     ReplayError,
     in_time_order,
     iterate,
-    parse_duration,
-    parse_offsets,
-    parse_time,
-    record_of_line,
-    records_of_file,
     replay,
     resolve_target,
     rewrite_ids,
 )
+from motwatch.kafka.recording import Record, record_of_line, records_of_file
 from tests.journeys import T0_MS, line
 
 
@@ -42,7 +38,7 @@ def test_times_are_rfc3339_or_relative_to_now():
 
 @pytest.mark.parametrize("text", ["yesterday", "2026-03-02T12:00:00", "2h ago", "-2h", ""])
 def test_bad_times_are_one_line_errors(text):
-    with pytest.raises(ReplayError) as err:
+    with pytest.raises(UsageError) as err:
         parse_time(text)
     assert "\n" not in str(err.value)
 
@@ -50,7 +46,7 @@ def test_bad_times_are_one_line_errors(text):
 def test_offset_ranges_are_inclusive_and_may_be_open():
     assert parse_offsets("0:100-200, 1:50-,2:-99") == {0: (100, 200), 1: (50, None), 2: (None, 99)}
     for bad in ("0:5-2", "0", "a:1-2", "0:1-2,x"):
-        with pytest.raises(ReplayError):
+        with pytest.raises(UsageError):
             parse_offsets(bad)
 
 

@@ -14,7 +14,8 @@ from datetime import UTC, datetime
 import orjson
 import pytest
 
-from motwatch.transport import create_topics, topic_writer
+from motwatch.kafka.admin import create_topics
+from motwatch.kafka.writer import topic_writer
 from tests.journeys import line
 from tests.workers import motwatch_env, run_cli
 

@@ -7,10 +7,10 @@ from __future__ import annotations
 import asyncio
 
 import pytest
-from motwatch.streams.app import create_app
 
+from motwatch.kafka.admin import create_topics
 from motwatch.settings import Settings
-from motwatch.transport import create_topics
+from motwatch.streams.app import create_app
 from tests.workers import read_topic
 
 pytestmark = pytest.mark.integration

@@ -9,14 +9,14 @@ from datetime import UTC, datetime, timedelta
 import orjson
 import pytest
 
-from motwatch import simulate as sim_module
-from motwatch.detect import run_detect
-from motwatch.events import EVENT_TYPES, Touchpoint
-from motwatch.journey import MAX_ITEMS
-from motwatch.moments import KINDS, Moment
+from motwatch.commands.detect import run_detect
+from motwatch.core.events import EVENT_TYPES, Touchpoint
+from motwatch.core.journey import MAX_ITEMS
+from motwatch.core.moments import KINDS, Moment
+from motwatch.core.validation import Rejection, validate_touchpoint
 from motwatch.settings import Settings
-from motwatch.simulate import FailureRates, SimulationConfig, Truth, iter_lines, simulate
-from motwatch.validation import Rejection, validate_touchpoint
+from motwatch.simulation import FailureRates, SimulationConfig, Truth, iter_lines, simulate
+from motwatch.simulation import generator as sim_module
 from tests.journeys import Feed, touch
 
 RECOVERABLE = {"abandoned_checkout", "chat_unanswered", "onboarding_stalled"}

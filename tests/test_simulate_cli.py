@@ -11,7 +11,7 @@ import orjson
 import pytest
 
 from motwatch.cli import main
-from motwatch.moments import KINDS
+from motwatch.core.moments import KINDS
 
 RECOVERABLE = ("abandoned_checkout", "chat_unanswered", "onboarding_stalled")
 

@@ -23,9 +23,9 @@ from pathlib import Path
 import pytest
 from prometheus_client import CONTENT_TYPE_LATEST, CollectorRegistry, Counter, generate_latest
 
-from motwatch.demo import where_to_look
-from motwatch.metrics import Metrics
-from motwatch.status import StatusError, metrics_url, parse, quantile, status, summarize
+from motwatch.commands.demo import where_to_look
+from motwatch.commands.status import StatusError, metrics_url, parse, quantile, status, summarize
+from motwatch.streams.metrics import Metrics
 from tests.workers import free_port, run_cli
 
 URL = "http://127.0.0.1:6066/metrics"

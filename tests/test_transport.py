@@ -15,14 +15,10 @@ from aiokafka import AIOKafkaProducer
 from aiokafka.admin import AIOKafkaAdminClient
 from aiokafka.admin.config_resource import ConfigResource, ConfigResourceType
 
-from motwatch.transport import (
-    BrokerUnreachable,
-    TransportError,
-    create_topics,
-    produce_lines,
-    record,
-    wait_for_broker,
-)
+from motwatch.commands.record import record
+from motwatch.kafka.admin import create_topics
+from motwatch.kafka.connection import BrokerUnreachable, TransportError, wait_for_broker
+from motwatch.kafka.writer import produce_lines
 
 pytestmark = pytest.mark.integration
 

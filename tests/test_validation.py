@@ -10,9 +10,9 @@ from typing import Any
 import orjson
 import pytest
 
-from motwatch.deadletter import dead_letter_record, encode_dead_letter, file_source, kafka_source
-from motwatch.events import EVENT_TYPES, Touchpoint
-from motwatch.validation import Rejection, journey_key_of, validate_touchpoint
+from motwatch.core.deadletter import dead_letter_record, encode_dead_letter, file_source, kafka_source
+from motwatch.core.events import EVENT_TYPES, Touchpoint
+from motwatch.core.validation import Rejection, journey_key_of, validate_touchpoint
 from tests.journeys import record
 
 EXAMPLES = Path(__file__).resolve().parent / "data" / "examples.jsonl"

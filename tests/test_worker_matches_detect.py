@@ -14,7 +14,7 @@ from collections import Counter
 import orjson
 import pytest
 
-from motwatch.simulate import SimulationConfig, simulate
+from motwatch.simulation import SimulationConfig, simulate
 from tests.workers import (
     WorkerProcess,
     committed_to_the_end,

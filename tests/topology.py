@@ -14,13 +14,13 @@ from __future__ import annotations
 from collections import deque
 from collections.abc import Callable, Iterable
 
-from motwatch.clock import PartitionClock
-from motwatch.detect import run_detect
-from motwatch.dispatch import Inbound, JourneyDispatch, Outcome
-from motwatch.engine import JourneyEngine
-from motwatch.moments import Moment
-from motwatch.partitioner import partition_for_key
-from motwatch.records import (
+from motwatch.commands.detect import run_detect
+from motwatch.core.clock import PartitionClock
+from motwatch.core.dispatch import Inbound, JourneyDispatch, Outcome
+from motwatch.core.engine import JourneyEngine
+from motwatch.core.moments import Moment
+from motwatch.core.partitioner import partition_for_key
+from motwatch.core.records import (
     SOURCE_PROGRESS,
     TICK,
     control_headers,
@@ -29,8 +29,8 @@ from motwatch.records import (
     source_name,
     tick_body,
 )
+from motwatch.core.sources import SourceReads
 from motwatch.settings import Settings
-from motwatch.sources import SourceReads
 
 INPUT = "touchpoints"
 

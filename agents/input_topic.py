@@ -1,0 +1,177 @@
+"""The input topic as this worker reads it: its partitions, and how far each has been read.
+
+Touchpoints are validated, routed and applied by the journey agent through
+the core's dispatch (``motwatch/dispatch.py``); what the worker adds here is
+what only a Kafka consumer knows. Every ``progress_interval_s`` each
+partition of the re-keyed topic is told, in one record, what this worker has
+read from each source partition since the last time: the latest event time,
+whether records were still waiting to be read (a source catching up on a
+backlog keeps holding event time back: ``motwatch/clock.py``), and, for a
+partition it reads and has read nothing from yet, whether records wait there.
+
+The input topic's partitions are known up front: its partition count at start,
+and again whenever the consumer's assignment changes (the consumer refreshes
+its metadata every ``metadata_refresh_s`` and rebalances when a topic grows).
+A new count reaches every journey partition with the next progress record.
+Touchpoints read on their journey's partition skip the re-keying hop only
+while the input topic has exactly as many partitions as the journey topics
+(Faust assigns equal-count topics together); once it has not, every
+touchpoint is re-keyed, for the rest of the worker's life.
+
+Records of one source reach one journey partition by one path only (directly,
+or through the re-keyed topic) before progress that covers them, so such news
+never overtakes an event it covers.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+from collections.abc import Awaitable, Callable
+from typing import Any
+
+from motwatch.core.records import SOURCE_PROGRESS, control_headers, input_sources, source_name
+from motwatch.core.sources import SourceReads
+from motwatch.streams.app import Motwatch
+
+log = logging.getLogger("motwatch.ingest")
+
+
+class InputTopic:
+    """The input topic's partitions as this worker sees them, and what it has read from each.
+
+    ``partitions``: the input topic's partition count when the worker started.
+    ``direct``: touchpoints read on their journey's partition are applied
+    there (the topic is partitioned like the journey topics).
+    """
+
+    def __init__(self, mw: Motwatch, *, partitions: int) -> None:
+        self.mw = mw
+        self.topic = mw.settings.touchpoints_topic
+        self.reads = SourceReads()
+        self.reads.set_inputs({self.topic: partitions})
+        self.direct = partitions == mw.settings.partitions
+        # Called with the new value when ``direct`` is switched off.
+        self.on_direct: Callable[[bool], None] | None = None
+        # Each assigned input partition's first offset, where reading starts when none is committed.
+        self.first_offsets: dict[Any, int] = {}
+
+    def sources(self) -> list[str]:
+        """Every source partition of the input topic, named."""
+        return input_sources(self.reads.inputs)
+
+    def partitions_are(self, count: int | None) -> None:
+        """The input topic's partition count, as the consumer's metadata now has it."""
+        if count is None or count <= self.reads.inputs.get(self.topic, 0):
+            return
+        self.reads.set_inputs({self.topic: count})
+        log.warning(
+            "%s now has %d partitions: every journey partition waits for the new ones", self.topic, count
+        )
+        if self.direct and count != self.mw.settings.partitions:
+            self.direct = False
+            log.warning(
+                "%s has %d partitions, the worker %d: from now on every touchpoint is re-keyed",
+                self.topic,
+                count,
+                self.mw.settings.partitions,
+            )
+            if self.on_direct is not None:
+                self.on_direct(False)
+
+    def behind(self, message: Any) -> bool:
+        """Whether records were still waiting in the message's partition after it (a backlog)."""
+        highwater = self.mw.app.consumer.highwater(message.tp)
+        return highwater is not None and message.offset + 1 < highwater
+
+    def note_waiting(self) -> None:
+        """For each input partition assigned here: are records waiting past what was read?
+
+        Asked every announcement, not only as records are read: a partition
+        read to its end may receive more, and one not read from yet may have
+        a backlog; either holds event time back until it is read. Where
+        reading starts in a partition not read from yet is its committed
+        offset, or its first offset; while neither is known nothing is said,
+        and the journey partitions keep waiting for it. (The consumer's
+        ``position`` is not asked: a call that waits for a position holds
+        one of the consumer thread's two workers, and with them the fetches.)
+        """
+        consumer = self.mw.app.consumer
+        reads = self.reads
+        committed = getattr(consumer, "_committed_offset", {})
+        for tp in consumer.assignment():
+            if tp.topic != self.topic:
+                continue
+            highwater = consumer.highwater(tp)
+            if highwater is None:
+                continue  # not fetched yet: not known
+            source = source_name(tp.topic, tp.partition)
+            next_offset = reads.next_offset.get(source)
+            if next_offset is None:
+                next_offset = committed.get(tp) or self.first_offsets.get(tp)
+                if next_offset is None:
+                    continue
+            reads.waiting(source, behind=next_offset < highwater)
+
+    async def learn_first_offsets(self) -> None:
+        """The first offset of each input partition assigned here (once per assignment)."""
+        consumer = self.mw.app.consumer
+        tps = [tp for tp in consumer.assignment() if tp.topic == self.topic]
+        if tps:
+            self.first_offsets.update(await consumer.earliest_offsets(*tps))
+
+    async def announce_progress(self) -> None:
+        """Tell every journey partition what was read here since the last time, if anything."""
+        self.note_waiting()
+        body = self.reads.news()
+        if body is None:
+            return
+        mw = self.mw
+        for partition in range(mw.settings.partitions):
+            await mw.by_journey.send(
+                key=None, value=body, partition=partition, headers=control_headers(SOURCE_PROGRESS)
+            )
+
+
+async def repeat(app: Any, interval_s: float, action: Callable[[], Awaitable[None]], name: str) -> None:
+    """Run ``action`` every ``interval_s`` until the app stops; a failure is logged, not fatal.
+
+    For actions more frequent than the journey agent's batches are long:
+    Faust's ``app.timer`` logs a warning each time its action and the tasks
+    that ran meanwhile took longer than the interval, which on a busy worker
+    is several times a minute for a 20 ms interval, and says nothing wrong.
+    """
+    while not app.should_stop:
+        await app.sleep(interval_s)
+        try:
+            await action()
+        except Exception:
+            log.exception("%s failed; trying again in %ss", name, interval_s)
+
+
+def _log_failure(task: asyncio.Future[Any]) -> None:
+    if not task.cancelled() and task.exception() is not None:
+        log.warning("could not learn where the input partitions start: %s", task.exception())
+
+
+def register(mw: Motwatch, *, partitions: int) -> InputTopic:
+    """The input topic's view, the task that announces progress, and the watch on its partitions.
+
+    An event waits for the announcements to learn that the other sources have
+    passed its time, so they go out every few tens of milliseconds.
+    """
+    inputs = InputTopic(mw, partitions=partitions)
+    interval_s = mw.settings.progress_interval_s
+
+    @mw.app.task
+    async def announce_progress() -> None:
+        await repeat(mw.app, interval_s, inputs.announce_progress, "announcing source progress")
+
+    @mw.app.on_partitions_assigned.connect
+    async def _assigned(app: Any, assigned: Any, **kwargs: Any) -> None:
+        inputs.partitions_are(mw.app.consumer.topic_partitions(inputs.topic))
+        # Not awaited here: the rebalance must not wait on a request of its own consumer.
+        task = asyncio.ensure_future(inputs.learn_first_offsets())
+        task.add_done_callback(_log_failure)
+
+    return inputs

@@ -1,0 +1,71 @@
+"""``motwatch worker``: create the topics, then run the Faust worker with a bounded shutdown."""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import logging
+
+from motwatch.commands.common import add_broker, settings_of
+from motwatch.kafka.admin import create_topics, partition_ids
+from motwatch.kafka.connection import wait_for_broker
+from motwatch.settings import Settings
+
+log = logging.getLogger("motwatch.worker")
+
+
+def add_parser(sub: argparse._SubParsersAction) -> None:
+    p = sub.add_parser("worker", help="run the stream worker (all agents)")
+    add_broker(p)
+    p.add_argument("--loglevel", default="info", choices=["debug", "info", "warning", "error"])
+    p.set_defaults(func=run)
+
+
+def run(args: argparse.Namespace) -> int:
+    settings = settings_of(args)
+    input_partitions = asyncio.run(prepare_topics(settings))
+    from motwatch.streams.worker import run_worker
+
+    return run_worker(settings, input_partitions=input_partitions, loglevel=args.loglevel)
+
+
+async def prepare_topics(settings: Settings) -> int:
+    """The worker's topics must exist before Faust subscribes (it ignores missing ones).
+
+    Returns the touchpoints topic's partition count (it may have been created
+    before, with another count than the worker's own topics: then no
+    touchpoint can skip the re-keying hop).
+    """
+    await wait_for_broker(settings.broker)
+    await create_topics(
+        settings.broker,
+        [
+            settings.touchpoints_topic,
+            settings.by_journey_topic,
+            settings.moments_topic,
+            settings.deadletter_topic,
+        ],
+        settings.partitions,
+        settings.replication_factor,
+    )
+    # The tables' changelogs too, compacted as Faust declares them. Left to Faust, they
+    # appear after the consumer's first metadata, which then counts 0 partitions for
+    # them until its next refresh, and a table write in between fails (PartitionsMismatch).
+    from motwatch.streams.app import TABLES
+
+    await create_topics(
+        settings.broker,
+        [f"{settings.worker_app_id}-{table}-changelog" for table in TABLES],
+        settings.partitions,
+        settings.replication_factor,
+        config={"cleanup.policy": "compact"},
+    )
+    found = len(await partition_ids(settings.broker, settings.touchpoints_topic))
+    if found != settings.partitions:
+        log.warning(
+            "%s has %d partitions, the worker %d: every touchpoint is re-keyed before it is applied",
+            settings.touchpoints_topic,
+            found,
+            settings.partitions,
+        )
+    return found

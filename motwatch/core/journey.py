@@ -1,0 +1,200 @@
+"""One journey's state: small, versioned, serialisable.
+
+Everything the detectors need to decide later lives here, including the
+events still waiting for the watermark and the open timeouts, so a restarted
+or rebalanced worker resumes exactly where the last one stopped.
+"""
+
+from __future__ import annotations
+
+import bisect
+from dataclasses import dataclass, field
+from typing import Any
+
+import orjson
+
+from motwatch.core import packing
+from motwatch.core.events import Touchpoint, touchpoint_from_stored
+
+STATE_VERSION = 1
+
+# Open or settled items kept per journey (checkouts, chats, …): the newest win.
+MAX_ITEMS = 64
+MAX_ORDERS = 32
+
+
+# Written only when they hold something (after the fields every journey has).
+_SOMETIMES_STORED = (
+    "checkouts",
+    "orders",
+    "chats",
+    "onboardings",
+    "exited_products",
+    "reported",
+    "merged_into",
+    "merges",
+)
+
+
+class StateVersionError(ValueError):
+    """A stored state written by a newer motwatch than this one."""
+
+
+@dataclass(slots=True)
+class JourneyState:
+    """Per-journey memory. Times are event time in ms since the epoch."""
+
+    key: str
+    first_seen_ms: int = 0
+    last_seen_ms: int = 0
+    # Milestones reached and when (first product view, first order).
+    milestones: dict[str, int] = field(default_factory=dict)
+    # Moments of truth the journey has reached, for the funnel.
+    reached: list[str] = field(default_factory=list)
+    # Recent event ids and their event time, to drop duplicates.
+    seen: dict[str, int] = field(default_factory=dict)
+    # Events waiting for the watermark, sorted by (event time, event id).
+    pending: list[Touchpoint] = field(default_factory=list)
+    checkouts: dict[str, dict[str, Any]] = field(default_factory=dict)
+    orders: list[list[Any]] = field(default_factory=list)  # [ms, cart_id | None, event_id]
+    chats: dict[str, dict[str, Any]] = field(default_factory=dict)
+    onboardings: dict[str, dict[str, Any]] = field(default_factory=dict)
+    exited_products: list[str] = field(default_factory=list)
+    # "kind|cause|status" of every moment already reported: at most once each.
+    reported: dict[str, int] = field(default_factory=dict)
+    # Set when this (anonymous) journey was joined to a customer's.
+    merged_into: str | None = None
+    # Identify event id -> "waiting" (applied here, the anonymous journey's state has not
+    # come yet: nothing after it is applied until it does) or {"state": handed-over state
+    # or None} (it came first: absorbed when this journey reaches the identify).
+    merges: dict[str, Any] = field(default_factory=dict)
+
+    @property
+    def blocked(self) -> bool:
+        return bool(self.merges) and "waiting" in self.merges.values()
+
+    # -- pending events ---------------------------------------------------
+    def hold(self, event: Touchpoint) -> None:
+        last = self.pending[-1] if self.pending else None
+        if last is None or (last.occurred_ms, last.event_id) <= (event.occurred_ms, event.event_id):
+            self.pending.append(event)  # the common case: events arrive in order
+            return
+        keys = [(e.occurred_ms, e.event_id) for e in self.pending]
+        index = bisect.bisect_right(keys, (event.occurred_ms, event.event_id))
+        self.pending.insert(index, event)
+
+    def holds(self, event_id: str) -> bool:
+        return any(held.event_id == event_id for held in self.pending)
+
+    def next_pending_ms(self) -> int | None:
+        return self.pending[0].occurred_ms if self.pending else None
+
+    # -- duplicates -------------------------------------------------------
+    def remember(self, event_id: str, at_ms: int, max_ids: int, window_ms: int) -> None:
+        """Keep an event's id: the newest ``max_ids`` within ``window_ms``, and every held one.
+
+        Ids of held events are never dropped, so ``seen`` alone tells a
+        duplicate, without a walk through the held events.
+        """
+        self.seen[event_id] = at_ms
+        horizon = self.last_seen_ms - window_ms
+        if len(self.seen) > max_ids or next(iter(self.seen.values())) < horizon:
+            kept = [(k, v) for k, v in self.seen.items() if v >= horizon]
+            kept.sort(key=lambda kv: kv[1])
+            seen = dict(kept[-max_ids:])
+            for held in self.pending:
+                seen.setdefault(held.event_id, held.occurred_ms)
+            self.seen = seen
+
+    # -- bounded collections ----------------------------------------------
+    def add_order(self, at_ms: int, cart_id: str | None, event_id: str) -> None:
+        self.orders.append([at_ms, cart_id, event_id])
+        self.orders.sort(key=lambda o: (o[0], o[2]))
+        del self.orders[:-MAX_ORDERS]
+
+    def mark_reported(self, token: str, at_ms: int) -> bool:
+        """Record a report; False when it was already made."""
+        if token in self.reported:
+            return False
+        self.reported[token] = at_ms
+        return True
+
+    def open_timeouts(self) -> int:
+        """Open items (checkouts, chats, onboardings) that wait for a deadline."""
+        return sum(
+            1
+            for items in (self.checkouts, self.chats, self.onboardings)
+            for item in items.values()
+            if item.get("state") == "open"
+        )
+
+    # -- serialisation ------------------------------------------------------
+    def to_dict(self) -> dict[str, Any]:
+        """The state as JSON types; empty collections and a null ``merged_into`` are left out
+        (they read back as their defaults), which keeps stored states small. Written on every
+        change of a journey: each field is tested once, no dict of them all is made first."""
+        out: dict[str, Any] = {
+            "v": STATE_VERSION,
+            "key": self.key,
+            "first_seen_ms": self.first_seen_ms,
+            "last_seen_ms": self.last_seen_ms,
+        }
+        if self.milestones:
+            out["milestones"] = self.milestones
+        if self.reached:
+            out["reached"] = self.reached
+        if self.seen:
+            out["seen"] = self.seen
+        if self.pending:
+            out["pending"] = [e.stored for e in self.pending]
+        for name in _SOMETIMES_STORED:
+            value = getattr(self, name)
+            if value:
+                out[name] = value
+        return out
+
+    @classmethod
+    def from_dict(cls, data: dict[str, Any]) -> JourneyState:
+        version = data.get("v", 1)
+        if version > STATE_VERSION:
+            raise StateVersionError(
+                f"journey state version {version} is newer than this motwatch ({STATE_VERSION})"
+            )
+        fields = {k: v for k, v in data.items() if k != "v"}
+        fields["pending"] = [touchpoint_from_stored(e) for e in data.get("pending", [])]
+        return cls(**fields)
+
+    def to_json(self) -> bytes:
+        return orjson.dumps(self.to_dict())
+
+    @classmethod
+    def from_json(cls, raw: bytes) -> JourneyState:
+        return cls.from_dict(orjson.loads(raw))
+
+    def pack(self) -> bytes:
+        """The state as a table keeps it and writes its changelog (``motwatch/packing.py``).
+
+        A worker holds every journey of its partitions; packed, a journey is
+        a small fraction of its objects' memory.
+        """
+        return packing.pack(self.to_json())
+
+    @classmethod
+    def unpack(cls, raw: bytes) -> JourneyState:
+        """A state from :meth:`pack`, or as an earlier version stored it."""
+        return cls.from_json(packing.unpack(raw))
+
+
+def trim_items(items: dict[str, dict[str, Any]]) -> None:
+    """Drop the oldest settled items beyond MAX_ITEMS.
+
+    Open ones always stay, and so do unstarted ones (a reply or completion seen
+    before its start): they are not settled, and just added they look oldest.
+    """
+    if len(items) <= MAX_ITEMS:
+        return
+    settled = sorted(
+        (v.get("started_ms", 0), k) for k, v in items.items() if v.get("state") not in ("open", "unstarted")
+    )
+    for _, key in settled[: len(items) - MAX_ITEMS]:
+        del items[key]

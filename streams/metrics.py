@@ -1,0 +1,182 @@
+"""Prometheus metrics of a worker: what came in, what failed, how far behind we are.
+
+Labels are bounded by construction: channel, type, kind, moment, phase,
+severity, owner, status, reason, agent, and the topic and partition of the
+worker's own assignment. Never a customer id, a URL or free text: those
+belong in moment events, not in time series. Per-partition series of
+partitions the worker no longer holds are removed, so a rebalance leaves no
+stale lag or watermark behind.
+
+Every metric the dashboards and alert rules use is declared here; a test
+checks that they use nothing else.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterable, Mapping
+from typing import Any
+
+from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram
+
+from motwatch.core.engine import Step
+from motwatch.core.events import CHANNELS, Touchpoint
+
+# The channel label of a moment whose touchpoint's channel is not in the contract.
+NO_CHANNEL = "none"
+_CHANNELS = frozenset(CHANNELS)
+
+LAG_BUCKETS = (0.01, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10, 30, 60, 300, 900, 3600, 21600, 86400)
+PROCESSING_BUCKETS = (0.0001, 0.0005, 0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.5, 1)
+RESPONSE_BUCKETS = (5, 10, 20, 30, 45, 60, 90, 120, 300, 600, 1800, 3600)
+CHECKOUT_BUCKETS = (30, 60, 120, 300, 600, 900, 1200, 1800, 3600, 7200)
+
+
+class Metrics:
+    """The worker's own series, in their own registry."""
+
+    def __init__(self, registry: CollectorRegistry | None = None) -> None:
+        r = self.registry = registry or CollectorRegistry()
+        self.received = Counter(
+            "motwatch_events_received", "Messages read from the touchpoints topic.", registry=r
+        )
+        self.accepted = Counter(
+            "motwatch_events_accepted",
+            "Touchpoints that passed validation and were re-keyed by journey.",
+            ["channel", "type"],
+            registry=r,
+        )
+        self.rejected = Counter(
+            "motwatch_events_rejected",
+            "Messages sent to the dead-letter topic, by reason.",
+            ["reason"],
+            registry=r,
+        )
+        self.duplicates = Counter(
+            "motwatch_events_duplicate",
+            "Touchpoints dropped because their event_id was already seen in the journey.",
+            ["channel"],
+            registry=r,
+        )
+        self.late = Counter(
+            "motwatch_events_late",
+            "Touchpoints older than the watermark when they arrived (still applied).",
+            ["channel"],
+            registry=r,
+        )
+        self.moments = Counter(
+            "motwatch_moments",
+            "Moment events written, by kind, moment of truth, phase, severity, owner, "
+            "channel of the touchpoint that caused it, and status.",
+            ["kind", "moment", "phase", "severity", "owner", "channel", "status"],
+            registry=r,
+        )
+        self.journeys_reached = Counter(
+            "motwatch_journeys_reached",
+            "Journeys that reached a moment of truth for the first time (the funnel).",
+            ["moment"],
+            registry=r,
+        )
+        self.active_journeys = Gauge(
+            "motwatch_active_journeys", "Journeys held in state by this worker.", registry=r
+        )
+        self.open_timeouts = Gauge(
+            "motwatch_open_timeouts",
+            "Open deadlines (checkouts, chats, onboardings) waiting for event time.",
+            registry=r,
+        )
+        self.event_lag = Histogram(
+            "motwatch_event_lag_seconds",
+            "Wall-clock time minus the touchpoint's occurred_at, when the worker processed it.",
+            buckets=LAG_BUCKETS,
+            registry=r,
+        )
+        self.processing = Histogram(
+            "motwatch_processing_seconds",
+            "Time spent processing one record: agent=ingest for a touchpoint as read (applied too "
+            "when its journey lives on that partition), agent=journeys for a record of the re-keyed topic.",
+            ["agent"],
+            buckets=PROCESSING_BUCKETS,
+            registry=r,
+        )
+        self.chat_first_response = Histogram(
+            "motwatch_chat_first_response_seconds",
+            "Event time from chat_started to the first agent or bot message.",
+            buckets=RESPONSE_BUCKETS,
+            registry=r,
+        )
+        self.checkout_duration = Histogram(
+            "motwatch_checkout_duration_seconds",
+            "Event time from checkout_started to order_completed.",
+            buckets=CHECKOUT_BUCKETS,
+            registry=r,
+        )
+        self.watermark = Gauge(
+            "motwatch_watermark_seconds",
+            "Event-time watermark of a partition of the re-keyed topic (seconds since the epoch).",
+            ["partition"],
+            registry=r,
+        )
+        self.consumer_lag = Gauge(
+            "motwatch_consumer_lag_messages",
+            "Messages not yet read by this worker on the topics its agents read: "
+            "end offset minus position, per assigned partition.",
+            ["topic", "partition"],
+            registry=r,
+        )
+        # Label values of the per-partition series set so far, to remove those no longer assigned.
+        self._watermark_partitions: set[str] = set()
+        self._lag_partitions: set[tuple[str, str]] = set()
+        self._accepted: dict[tuple[str, str], Any] = {}
+        self._durations = {
+            "chat_first_response": self.chat_first_response,
+            "checkout_duration": self.checkout_duration,
+        }
+
+    def accept(self, event: Touchpoint) -> None:
+        # One series per (channel, type), a bounded set: kept at hand, as labels() costs a lock per call.
+        series = self._accepted.get((event.channel, event.type))
+        if series is None:
+            series = self._accepted[(event.channel, event.type)] = self.accepted.labels(
+                event.channel, event.type
+            )
+        series.inc()
+
+    def observe_step(self, step: Step, event: Touchpoint | None, now_s: float) -> None:
+        """Count what one record caused in the journey engine."""
+        if event is not None:
+            if step.duplicate:
+                self.duplicates.labels(event.channel).inc()
+            else:
+                self.event_lag.observe(max(0.0, now_s - event.occurred_ms / 1000))
+            if step.late:
+                self.late.labels(event.channel).inc()
+        for m in step.moments:
+            channel = m.channel if m.channel in _CHANNELS else NO_CHANNEL
+            self.moments.labels(m.kind, m.moment, m.phase, m.severity, m.owner, channel, m.status).inc()
+        for moment in step.reached:
+            self.journeys_reached.labels(moment).inc()
+        for name, seconds in step.measurements:
+            histogram = self._durations.get(name)
+            if histogram is not None:
+                histogram.observe(seconds)
+
+    def set_watermark(self, partition: int, seconds: float) -> None:
+        label = str(partition)
+        self.watermark.labels(label).set(seconds)
+        self._watermark_partitions.add(label)
+
+    def keep_watermarks(self, partitions: Iterable[int]) -> None:
+        """Drop the watermarks of partitions of the re-keyed topic this worker no longer holds."""
+        keep = {str(p) for p in partitions}
+        for label in self._watermark_partitions - keep:
+            self.watermark.remove(label)
+        self._watermark_partitions &= keep
+
+    def set_consumer_lag(self, lags: Mapping[tuple[str, int], int]) -> None:
+        """The lag of every (topic, partition) now assigned; the series of any other one go."""
+        current = {(topic, str(partition)): lag for (topic, partition), lag in lags.items()}
+        for labels in self._lag_partitions - current.keys():
+            self.consumer_lag.remove(*labels)
+        for labels, lag in current.items():
+            self.consumer_lag.labels(*labels).set(lag)
+        self._lag_partitions = set(current)

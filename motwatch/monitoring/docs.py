@@ -64,7 +64,7 @@ def _tables(dashboards: tuple[Dashboard, ...], alerts: tuple[Alert, ...], headin
         )
     out += [
         "",
-        "Each alert's expression is in `grafana/rules/motwatch.rules.yml`; `tests/promtool/` holds the unit "
+        "Each alert's expression is in `grafana/rules/motwatch.rules.yml`; `tests/monitoring/promtool/` holds the unit "
         "tests that show it firing and not firing.",
     ]
     return out

@@ -25,7 +25,7 @@ HEADER = """\
 # Prometheus recording and alerting rules for motwatch workers. docker-compose.yml mounts this
 # folder into Prometheus (config/prometheus.yml: rule_files). The same alerts are provisioned for
 # Grafana alerting in grafana/provisioning/alerting/motwatch.yml; grafana/PANELS_AND_ALERTS.md says
-# what each one means and what to look at first. Unit tests: tests/promtool/.
+# what each one means and what to look at first. Unit tests: tests/monitoring/promtool/.
 """
 
 

@@ -26,7 +26,7 @@ from tests.workers import WorkerProcess, motwatch_env, read_topic, run_cli
 
 pytestmark = pytest.mark.integration
 
-EXAMPLES = Path(__file__).resolve().parent / "data" / "examples.jsonl"
+EXAMPLES = Path(__file__).resolve().parents[1] / "data" / "examples.jsonl"
 
 
 def _event(**fields: object) -> bytes:

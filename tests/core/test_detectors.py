@@ -14,7 +14,7 @@ from motwatch.commands.detect import run_detect
 from motwatch.core.moments import Moment
 from tests.journeys import Feed, iso, ms, touch
 
-EXAMPLES = Path(__file__).resolve().parent / "data" / "examples.jsonl"
+EXAMPLES = Path(__file__).resolve().parents[1] / "data" / "examples.jsonl"
 
 
 def feed(**overrides) -> Feed:

@@ -15,7 +15,7 @@ from motwatch.core.events import EVENT_TYPES, Touchpoint
 from motwatch.core.validation import Rejection, journey_key_of, validate_touchpoint
 from tests.journeys import record
 
-EXAMPLES = Path(__file__).resolve().parent / "data" / "examples.jsonl"
+EXAMPLES = Path(__file__).resolve().parents[1] / "data" / "examples.jsonl"
 
 
 def _with(type_: str = "page_view", drop: tuple[str, ...] = (), **fields: Any) -> bytes:

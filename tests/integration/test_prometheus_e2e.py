@@ -40,9 +40,9 @@ from tests.workers import ServiceProcess, WorkerProcess, free_port, motwatch_env
 
 pytestmark = pytest.mark.integration
 
-REPO = Path(__file__).resolve().parents[1]
+REPO = Path(__file__).resolve().parents[2]
 
-EXAMPLES = Path(__file__).resolve().parent / "data" / "examples.jsonl"
+EXAMPLES = Path(__file__).resolve().parents[1] / "data" / "examples.jsonl"
 # Two partitions, no lateness: the watermark follows the feed at once, so the timeouts in it
 # (an abandoned checkout, an unanswered chat) fire within the test.
 SETTINGS = {"partitions": 2, "allowed_lateness_s": 0, "idle_advance_s": 36000}

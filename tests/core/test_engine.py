@@ -20,7 +20,7 @@ from motwatch.core.records import Progress
 from motwatch.core.validation import validate_touchpoint
 from tests.journeys import CUSTOMER, Feed, line, ms, settings, touch
 
-DATA = Path(__file__).parent / "data"
+DATA = Path(__file__).resolve().parents[1] / "data"
 
 LATENESS = 120
 

@@ -13,7 +13,7 @@ import zstandard
 from motwatch.core import packing
 from motwatch.core.journey import JourneyState
 
-SCRIPT = Path(__file__).resolve().parents[1] / "scripts" / "train_state_dictionary.py"
+SCRIPT = Path(__file__).resolve().parents[2] / "scripts" / "train_state_dictionary.py"
 
 
 def _load_script() -> ModuleType:

@@ -50,10 +50,10 @@ from motwatch.monitoring.inventory import expressions
 from motwatch.monitoring.model import SEVERITIES
 from motwatch.monitoring.promql import metric_names
 from motwatch.streams.metrics import Metrics
-from tests.promtool import cases
+from tests.monitoring.promtool import cases
 from tests.test_compose import provisioning_files
 
-REPO = Path(__file__).resolve().parents[1]
+REPO = Path(__file__).resolve().parents[2]
 SUFFIXES = {
     "counter": ("_total", "_created"),
     "gauge": ("",),
@@ -454,7 +454,7 @@ def test_promtool_check_rules_can_fail(promtool: str, tmp_path: Path) -> None:
 
 
 def test_the_unit_test_file_is_up_to_date() -> None:
-    assert cases.TEST_FILE.read_text(encoding="utf-8") == cases.render(), "run python -m tests.promtool.cases"
+    assert cases.TEST_FILE.read_text(encoding="utf-8") == cases.render(), "run python -m tests.monitoring.promtool.cases"
 
 
 def test_every_alert_fires_and_stays_quiet_in_unit_tests() -> None:

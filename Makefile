@@ -33,12 +33,14 @@ demo: install jars
 test: install jars prometheus
 	$(BIN)/python -m pytest -q -p no:cacheprovider
 
+# The fast tier: no broker, no promtool, no subprocess.
 test-unit: install
-	$(BIN)/python -m pytest -q -m "not integration"
+	$(BIN)/python -m pytest -q -p no:cacheprovider -m "not integration and not external"
 
 lint: install
 	$(BIN)/ruff check .
 	$(BIN)/ruff format --check .
+	$(BIN)/python scripts/lint_imports.py
 
 schema: install
 	$(BIN)/python -m motwatch.streams.schema

@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import hashlib
 import json
 import os
 import platform
@@ -498,3 +499,8 @@ def rate(count: float, seconds: float | None) -> float | None:
 
 def ratio(value: float | None, baseline: float | None) -> float | None:
     return round(value / baseline, 4) if value is not None and baseline else None
+
+
+def ids_digest(ids: Iterable[str]) -> str:
+    """A short digest of a set of moment ids: two runs that report the same moments share it."""
+    return hashlib.blake2b("\n".join(sorted(set(ids))).encode(), digest_size=8).hexdigest()

@@ -16,6 +16,7 @@ from collections import Counter
 from pathlib import Path
 
 import motwatch.commands.detect as detect_module
+from bench.common import ids_digest
 from motwatch.commands.detect import run_detect
 from motwatch.core.engine import JourneyEngine
 from motwatch.garbage import collect_less_often
@@ -40,12 +41,14 @@ def measure(
         lines = lines[:limit]
     settings = load_settings(None, environ={})
     kinds: Counter[str] = Counter()
+    ids: list[str] = []
     gc.collect()
     collect_less_often()  # as motwatch detect does
     with open(os.devnull, "wb") as sink:
 
         def on_moment(moment) -> None:  # type: ignore[no-untyped-def]
             kinds[moment.kind] += 1
+            ids.append(moment.moment_id)
             sink.write(moment.to_json() + b"\n")
 
         wall0, cpu0 = time.perf_counter(), time.process_time()
@@ -71,6 +74,7 @@ def measure(
         "moments": sum(summary.moments.values()),
         "moments_by_kind": dict(sorted(kinds.items())),
         "moments_by_kind_status": dict(sorted(summary.moments.items())),
+        "moment_ids_digest": ids_digest(ids),
         "open_timeouts_at_end": summary.open_timeouts,
         "seconds": round(wall, 3),
         "cpu_seconds": round(cpu, 3),

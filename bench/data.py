@@ -29,7 +29,8 @@ def cache_dir() -> Path:
 
 
 def _generator_hash() -> str:
-    return hashlib.blake2b((REPO / "motwatch" / "simulate.py").read_bytes(), digest_size=6).hexdigest()
+    sources = sorted((REPO / "motwatch" / "simulation").glob("*.py"))
+    return hashlib.blake2b(b"".join(path.read_bytes() for path in sources), digest_size=6).hexdigest()
 
 
 def simulated(journeys: int, seed: int = SEED) -> tuple[Path, dict[str, Any]]:

@@ -63,19 +63,19 @@ class KindSettings(_Strict):
     enabled: bool = True
 
 
-class AbandonedCheckout(KindSettings):
+class AbandonedCheckoutSettings(KindSettings):
     severity: Severity = "high"
     moment: MomentOfTruth = MomentOfTruth.FMOT
     window_s: float = Field(default=1800, gt=0)
 
 
-class CheckoutError(KindSettings):
+class CheckoutErrorSettings(KindSettings):
     severity: Severity = "critical"
     moment: MomentOfTruth = MomentOfTruth.FMOT
     min_http_status: int = Field(default=500, ge=100, le=599)
 
 
-class BrokenLink(KindSettings):
+class BrokenLinkSettings(KindSettings):
     severity: Severity = "high"
     moment: MomentOfTruth = MomentOfTruth.ZMOT
     moment_after: dict[Milestone, MomentOfTruth] = Field(
@@ -87,13 +87,13 @@ class BrokenLink(KindSettings):
     min_http_status: int = Field(default=400, ge=100, le=599)
 
 
-class FirstImpressionBounce(KindSettings):
+class FirstImpressionBounceSettings(KindSettings):
     severity: Severity = "medium"
     moment: MomentOfTruth = MomentOfTruth.FMOT
     min_dwell_s: float = Field(default=7, gt=0)
 
 
-class ChatUnanswered(KindSettings):
+class ChatUnansweredSettings(KindSettings):
     severity: Severity = "high"
     moment: MomentOfTruth = MomentOfTruth.FMOT
     moment_after: dict[Milestone, MomentOfTruth] = Field(
@@ -102,7 +102,7 @@ class ChatUnanswered(KindSettings):
     sla_s: float = Field(default=60, gt=0)
 
 
-class CallUnanswered(KindSettings):
+class CallUnansweredSettings(KindSettings):
     severity: Severity = "high"
     moment: MomentOfTruth = MomentOfTruth.FMOT
     moment_after: dict[Milestone, MomentOfTruth] = Field(
@@ -111,7 +111,7 @@ class CallUnanswered(KindSettings):
     sla_s: float = Field(default=120, gt=0)
 
 
-class OnboardingStalled(KindSettings):
+class OnboardingStalledSettings(KindSettings):
     severity: Severity = "medium"
     moment: MomentOfTruth = MomentOfTruth.SMOT
     window_s: float = Field(default=7 * 86400, gt=0)
@@ -119,7 +119,7 @@ class OnboardingStalled(KindSettings):
     start_on_first_order: bool = False
 
 
-class LowSatisfaction(KindSettings):
+class LowSatisfactionSettings(KindSettings):
     severity: Severity = "medium"
     moment: MomentOfTruth = MomentOfTruth.SMOT
     max_csat: float = 2
@@ -127,7 +127,7 @@ class LowSatisfaction(KindSettings):
     min_ces: float = 5
 
 
-class NegativeReview(KindSettings):
+class NegativeReviewSettings(KindSettings):
     severity: Severity = "high"
     moment: MomentOfTruth = MomentOfTruth.UMOT
     max_rating: float = 2
@@ -136,15 +136,15 @@ class NegativeReview(KindSettings):
 class Kinds(_Strict):
     """Thresholds, severity and moment of every failure kind."""
 
-    abandoned_checkout: AbandonedCheckout = AbandonedCheckout()
-    checkout_error: CheckoutError = CheckoutError()
-    broken_link: BrokenLink = BrokenLink()
-    first_impression_bounce: FirstImpressionBounce = FirstImpressionBounce()
-    chat_unanswered: ChatUnanswered = ChatUnanswered()
-    call_unanswered: CallUnanswered = CallUnanswered()
-    onboarding_stalled: OnboardingStalled = OnboardingStalled()
-    low_satisfaction: LowSatisfaction = LowSatisfaction()
-    negative_review: NegativeReview = NegativeReview()
+    abandoned_checkout: AbandonedCheckoutSettings = AbandonedCheckoutSettings()
+    checkout_error: CheckoutErrorSettings = CheckoutErrorSettings()
+    broken_link: BrokenLinkSettings = BrokenLinkSettings()
+    first_impression_bounce: FirstImpressionBounceSettings = FirstImpressionBounceSettings()
+    chat_unanswered: ChatUnansweredSettings = ChatUnansweredSettings()
+    call_unanswered: CallUnansweredSettings = CallUnansweredSettings()
+    onboarding_stalled: OnboardingStalledSettings = OnboardingStalledSettings()
+    low_satisfaction: LowSatisfactionSettings = LowSatisfactionSettings()
+    negative_review: NegativeReviewSettings = NegativeReviewSettings()
 
 
 class ClassificationRule(_Strict):

@@ -25,6 +25,9 @@ from motwatch.settings import Settings
 T0 = datetime(2026, 3, 2, 14, 0, tzinfo=UTC)
 T0_MS = round(T0.timestamp() * 1000)
 CUSTOMER = "cust-1"
+ANON = "anon-7f3"
+# The default allowed lateness, in seconds.
+LATENESS = 120
 
 CHANNEL_OF = {
     "ad_impression": "ads",
@@ -150,3 +153,37 @@ class Feed:
 
     def kinds(self) -> list[tuple[str, str]]:
         return [(m.kind, m.status) for m in self.moments]
+
+
+def other(t: float) -> Touchpoint:
+    """An uneventful touchpoint of another journey: it only moves event time on."""
+    return touch("page_view", t, key="someone-else", url="/")
+
+
+def medley() -> list[Touchpoint]:
+    """Several journeys with open timeouts, held events and duplicates across the cut."""
+    a, b, c = "cust-a", "cust-b", "cust-c"
+    return [
+        touch("checkout_started", 0, key=a, cart_id="a1", eid="1"),
+        touch("chat_started", 5, key=b, chat_id="b-chat", eid="2"),
+        touch("page_view", 8, key=c, url="/p/1", page_category="product", product_id="1", eid="3"),
+        touch("onboarding_started", 9, key=c, plan="pro", eid="4"),
+        touch("payment_failed", 10, key=a, cart_id="a1", eid="5"),
+        touch("checkout_started", 11, key=None, anon="anon-m", cart_id="m1", eid="16"),
+        touch(
+            "page_exit", 12, key=c, url="/p/1", page_category="product", product_id="1", dwell_ms=900, eid="6"
+        ),
+        touch("chat_message", 100, key=b, chat_id="b-chat", sender="agent", eid="7"),
+        touch("page_view", 150, key=c, url="/gone", http_status=404, session="s", eid="8"),
+        touch("identify", 200, key=c, anon="anon-m", eid="17"),
+        touch("page_view", 210, key=None, anon="anon-m", url="/err", http_status=500, eid="18"),
+        # -- a restart may come here --
+        touch("payment_failed", 10, key=a, cart_id="a1", eid="5"),  # a duplicate from before the cut
+        touch("checkout_started", 400, key=b, cart_id="b1", eid="9"),
+        touch("order_completed", 1500, key=b, order_id="ob", cart_id="b1", eid="10"),
+        touch("page_view", 1700, key=c, url="/gone", http_status=404, session="s", eid="11"),
+        touch("order_completed", 2100, key=a, order_id="oa", cart_id="a1", eid="12"),
+        touch("survey_response", 2200, key=b, metric="nps", score=3, eid="13"),
+        touch("onboarding_completed", 700_000, key=c, plan="pro", eid="14"),
+        touch("review_posted", 700_100, key=c, rating=2, eid="15"),
+    ]

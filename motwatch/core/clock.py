@@ -27,6 +27,15 @@ between ticks.
 
 Ticks and progress are ordinary records that carry their own times, so
 replaying the same records replays the same decisions.
+
+Records applied where they were read (``read_here``: the input topic is
+partitioned like the journey topics) tell their source's progress outside
+that order: the worker may take them before ticks and progress written to
+the re-keyed topic before they were read. Their progress holds the pace
+between ticks like any other, but a tick judges only by what the re-keyed
+topic had told before it: a source heard from only here is still awaited,
+and the source a tick lets set the pace is taken at what it was then, not at
+what it has read since, while the others' news of that time still comes.
 """
 
 from __future__ import annotations
@@ -57,6 +66,8 @@ class PartitionClock:
     activity_since_tick: int = 0
     # Every source partition of the input topics, known from metadata.
     inputs: list[str] = field(default_factory=list)
+    # Sources' progress from records applied where they were read (not through the re-keyed topic).
+    read_here_ms: dict[str, int] = field(default_factory=dict)
     # Inputs not heard from yet -> None (no reader has said it has nothing to read, since the
     # traffic began), DECLARED (one has; the next tick starts the count), or the tick (wall ms)
     # from which it has shown nothing.
@@ -93,6 +104,14 @@ class PartitionClock:
             self.awaited.pop(source, None)
         self._reach(self._pace())
 
+    def read_here(self, source: str, max_seen_ms: int) -> None:
+        """A record of ``source`` was applied where it was read; ``max_seen_ms``: the latest
+        event time read from ``source``. Holds the pace; ticks do not see it (module docstring)."""
+        self.activity_since_tick += 1
+        if max_seen_ms > self.read_here_ms.get(source, NEVER):
+            self.read_here_ms[source] = max_seen_ms
+        self._reach(self._pace())
+
     def source_unread(self, source: str, behind: bool) -> None:
         """A reader of ``source`` has read nothing from it yet; ``behind``: records are waiting."""
         self._set_behind(source, behind)
@@ -113,9 +132,17 @@ class PartitionClock:
                 self.behind.remove(source)
 
     def _pace(self) -> int:
-        if not self.sources or self.awaited:
+        here = self.read_here_ms
+        if not here:
+            if not self.sources or self.awaited:
+                return NEVER
+            return min(self.sources.values())
+        if any(source not in here for source in self.awaited):
             return NEVER
-        return min(self.sources.values())
+        known = dict(here)
+        for source, at in self.sources.items():
+            known[source] = max(at, here.get(source, NEVER))
+        return min(known.values())
 
     def _release_awaited(self, wall_ms: int) -> None:
         """Inputs said to have nothing to read stop holding event time a whole tick interval later."""

@@ -170,7 +170,7 @@ class JourneyDispatch:
     ) -> None:
         if self.direct and partition_for_key(key, self.partitions) == record.partition:
             engine = self.engine_for(record.partition)
-            engine.clock.source_progress(source, read)
+            engine.clock.read_here(source, read)
             self._follow(engine.process(event, key=key), record.value, outcome)
         else:
             headers = touchpoint_headers(source, read)

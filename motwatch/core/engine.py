@@ -23,12 +23,11 @@ from motwatch.core.clock import PartitionClock
 from motwatch.core.detectors import Detector, Reporter, build_detectors
 from motwatch.core.duetimes import DueTimes
 from motwatch.core.events import Touchpoint
-from motwatch.core.journey import JourneyState, trim_items
+from motwatch.core.journey import MOMENT_ORDER, JourneyState
 from motwatch.core.moments import Moment
 from motwatch.core.records import Progress, input_sources
-from motwatch.settings import MomentOfTruth, Settings
+from motwatch.settings import Settings
 
-MOMENT_ORDER = [m.value for m in MomentOfTruth]
 # Due time of a journey that waits for a merge: never by the clock, only by the merge.
 WAITING = 2**63
 # "The journey has no open deadline", as opposed to None, "not computed yet".
@@ -376,36 +375,9 @@ class JourneyEngine:
         self._save(state)
 
     def _absorb(self, state: JourneyState, other: JourneyState) -> None:
-        state.first_seen_ms = min(state.first_seen_ms, other.first_seen_ms)
-        state.last_seen_ms = max(state.last_seen_ms, other.last_seen_ms)
-        for name, at in other.milestones.items():
-            state.milestones[name] = min(at, state.milestones.get(name, at))
-        for moment in other.reached:
-            if moment not in state.reached:
-                state.reached.append(moment)
-        state.reached.sort(key=MOMENT_ORDER.index)
-        for event_id, at in other.seen.items():
-            state.seen.setdefault(event_id, at)
-        for event in other.pending:
-            if not state.holds(event.event_id):
-                state.hold(event)
-        for mine, theirs in (
-            (state.checkouts, other.checkouts),
-            (state.chats, other.chats),
-            (state.onboardings, other.onboardings),
-        ):
-            for item_key, item in theirs.items():
-                mine.setdefault(item_key, item)
-            trim_items(mine)
-        for order in other.orders:
-            state.add_order(*order)
+        state.absorb(other)
         for detector in self.detectors:
             detector.on_merge(state)
-        for product in other.exited_products:
-            if product not in state.exited_products:
-                state.exited_products.append(product)
-        for token, at in other.reported.items():
-            state.reported.setdefault(token, at)
 
     # -- introspection --------------------------------------------------------
     def open_timeouts(self) -> int:

@@ -15,8 +15,12 @@ import orjson
 
 from motwatch.core import packing
 from motwatch.core.events import Touchpoint, touchpoint_from_stored
+from motwatch.settings import MomentOfTruth
 
 STATE_VERSION = 1
+
+# The moments of truth in journey order: ``reached`` is kept in it.
+MOMENT_ORDER = [m.value for m in MomentOfTruth]
 
 # Open or settled items kept per journey (checkouts, chats, …): the newest win.
 MAX_ITEMS = 64
@@ -163,6 +167,41 @@ class JourneyState:
         fields = {k: v for k, v in data.items() if k != "v"}
         fields["pending"] = [touchpoint_from_stored(e) for e in data.get("pending", [])]
         return cls(**fields)
+
+    def absorb(self, other: JourneyState) -> None:
+        """Take in another journey's memory (an identify joined it to this one); this one's wins a tie.
+
+        The items come over unsettled: the caller lets the detectors settle what
+        the joined orders settle.
+        """
+        self.first_seen_ms = min(self.first_seen_ms, other.first_seen_ms)
+        self.last_seen_ms = max(self.last_seen_ms, other.last_seen_ms)
+        for name, at in other.milestones.items():
+            self.milestones[name] = min(at, self.milestones.get(name, at))
+        for moment in other.reached:
+            if moment not in self.reached:
+                self.reached.append(moment)
+        self.reached.sort(key=MOMENT_ORDER.index)
+        for event_id, at in other.seen.items():
+            self.seen.setdefault(event_id, at)
+        for event in other.pending:
+            if not self.holds(event.event_id):
+                self.hold(event)
+        for mine, theirs in (
+            (self.checkouts, other.checkouts),
+            (self.chats, other.chats),
+            (self.onboardings, other.onboardings),
+        ):
+            for item_key, item in theirs.items():
+                mine.setdefault(item_key, item)
+            trim_items(mine)
+        for order in other.orders:
+            self.add_order(*order)
+        for product in other.exited_products:
+            if product not in self.exited_products:
+                self.exited_products.append(product)
+        for token, at in other.reported.items():
+            self.reported.setdefault(token, at)
 
     def to_json(self) -> bytes:
         return orjson.dumps(self.to_dict())

@@ -11,7 +11,7 @@ The first byte says how a state was stored, so states written by earlier
 versions stay readable:
 
 * ``{``: plain JSON (before states were packed);
-* ``0x78``: zlib (until 2026-11-23);
+* ``0x78``: zlib (before the dictionary);
 * ``0x01``: zstd against dictionary 1, ``journey-state-1.zdict``.
 
 A dictionary, once shipped, never changes: stored states and changelogs need

@@ -67,7 +67,7 @@ class Progress:
     the announcing worker has read from); ``unread``: source partitions it
     reads and has read nothing from yet; ``behind``: which of either had
     records still waiting to be read, or None when the record does not say
-    (written before 2026-11-23); ``inputs``: partitions per input topic.
+    (an earlier version wrote it); ``inputs``: partitions per input topic.
     """
 
     reads: dict[str, int]

@@ -1,11 +1,11 @@
-"""Simulated customer journeys: seeded, deterministic touchpoints and their ground truth.
+"""The generator: seeded, deterministic touchpoints and their ground truth, drawn from the world.
 
 ``simulate(SimulationConfig(...))`` returns the touchpoints as JSONL lines (one
 message value each, without its newline, in event-time order, malformed ones
 mixed in when ``invalid_share`` asks for them) and the moments a correct
 motwatch reports for them, as ``Truth(journey_key, kind, status, cause)``.
 ``iter_lines`` streams the same lines without keeping them. The same config
-gives the same bytes; plain Python, dicts serialised with orjson, no pydantic.
+gives the same bytes; events are plain dicts serialised with orjson.
 
 Journeys cross every channel and moment of truth: ads, email and social
 (<ZMOT); search, content and review pages (ZMOT); product pages, cart and
@@ -13,8 +13,8 @@ checkout (FMOT); delivery, onboarding, chat, calls and tickets (SMOT); reviews
 and surveys (UMOT), with texts in Czech, Croatian, Vietnamese, Persian,
 German, Polish, Japanese, Spanish and English. Not every journey buys.
 
-Why the truth is exact (for the default thresholds of ``motwatch.settings``;
-``tests/test_simulate.py`` keeps the constants below equal to them):
+Why the truth is exact (for the default thresholds of ``motwatch.settings``,
+which the generator reads; the values below are those defaults):
 
 * Healthy touchpoints stay well away from every threshold: product dwell
   ≥ 15 s (bounce below 7 s), first bot/agent reply within 3–40 s (SLA 60 s), calls
@@ -58,179 +58,63 @@ Why the truth is exact (for the default thresholds of ``motwatch.settings``;
 from __future__ import annotations
 
 import heapq
+import math
 import random
 from collections import Counter
 from collections.abc import Iterator, Sequence
-from dataclasses import dataclass, field, fields
+from dataclasses import dataclass, field
 from datetime import UTC, date, datetime, timedelta
-from typing import Any, NamedTuple, TypeVar
+from typing import Any, TypeVar
 
 import orjson
 
+from motwatch.core.journey import MAX_ITEMS
 from motwatch.core.moments import KINDS
+from motwatch.settings import Settings
+from motwatch.simulation.model import Simulation, SimulationConfig, Truth
+from motwatch.simulation.world import (
+    AD_REFERRER,
+    BLOG_LINKS,
+    BLOG_POSTS,
+    BY_PLAN,
+    CAMPAIGNS,
+    CHAT_TOPICS,
+    FX,
+    GUIDES,
+    LANG_CODES,
+    LANG_WEIGHTS,
+    LANGS,
+    MAIL_REFERRER,
+    PARCEL_TRACKING,
+    PAYMENT_REASONS,
+    PLANS,
+    PRODUCTS,
+    REVIEW_PLATFORMS,
+    SEARCH_REFERRER,
+    SEARCH_URL,
+    SHOP,
+    SOCIAL,
+    SOCIAL_ACTIONS,
+    SOCIAL_AD_REFERRER,
+    Product,
+)
 
-__all__ = [
-    "KINDS",
-    "FailureRates",
-    "Simulation",
-    "SimulationConfig",
-    "Truth",
-    "iter_lines",
-    "simulate",
-]
-
-
-# The default thresholds of motwatch.settings the truth relies on (a test keeps them equal).
-ABANDON_WINDOW_S = 1800
-CHECKOUT_ERROR_MIN_STATUS = 500
-BROKEN_LINK_MIN_STATUS = 400
-BOUNCE_MIN_DWELL_S = 7
-CHAT_SLA_S = 60
-CALL_SLA_S = 120
-ONBOARDING_WINDOW_S = 7 * 86400
-MAX_CSAT, MAX_NPS, MIN_CES = 2, 6, 5
-MAX_RATING = 2
-# Settled checkouts a journey keeps (motwatch.journey.MAX_ITEMS): an older failed one cannot recover.
-JOURNEY_MAX_ITEMS = 64
+__all__ = ["iter_lines", "simulate"]
 
 S = 1000
 M = 60 * S
 H = 60 * M
 DAY = 24 * H
 
-
-@dataclass(frozen=True)
-class FailureRates:
-    """Probability per journey that each failure kind is injected (0..1).
-
-    A kind that needs what a journey lacks (a recovery order for a negative
-    review, a product with an onboarding plan the customer has not started
-    yet, a product never left before for a bounce) makes the journey have it
-    when it can, and is skipped when it cannot: the truth lists what was made.
-    """
-
-    abandoned_checkout: float = 0.12
-    checkout_error: float = 0.08
-    broken_link: float = 0.10
-    first_impression_bounce: float = 0.12
-    chat_unanswered: float = 0.10
-    call_unanswered: float = 0.07
-    onboarding_stalled: float = 0.10
-    low_satisfaction: float = 0.10
-    negative_review: float = 0.08
-
-    @classmethod
-    def uniform(cls, rate: float) -> FailureRates:
-        """The same rate for every kind (0 for a run without failures)."""
-        return cls(**{kind: rate for kind in KINDS})
-
-    def __post_init__(self) -> None:
-        for f in fields(self):
-            value = getattr(self, f.name)
-            if not 0 <= value <= 1:
-                raise ValueError(f"failures.{f.name} must be within 0..1, got {value}")
-
-
-@dataclass(frozen=True)
-class SimulationConfig:
-    """What to simulate. Every field has a default; the seed makes the run repeatable."""
-
-    journeys: int = 1000
-    # None: one customer per journey. Fewer: returning customers, each with
-    # several journeys one after the other (one journey key: the customer id).
-    customers: int | None = None
-    seed: int = 1
-    start: datetime = datetime(2026, 3, 2, tzinfo=UTC)
-    # New customers' first journeys start at this rate (per second of event time, Poisson).
-    arrival_rate_per_s: float = 2.0
-    # Journeys that start anonymous (anonymous_id only) and later send ``identify``.
-    anonymous_share: float = 0.3
-    # Of the anonymous visits that buy without a failure before the order, the share that
-    # check out as guests and log in (``identify``) only at the payment step, ordering as
-    # the customer: the checkout opened on the anonymous journey, the order on the customer's.
-    guest_share: float = 0.5
-    # Each touchpoint reaches the stream (its place among the lines) up to this many seconds
-    # after it happened, drawn uniformly: events out of order within and across journeys.
-    # The truth holds while it is at most ``allowed_lateness_s``.
-    disorder_s: float = 0.0
-    failures: FailureRates = field(default_factory=FailureRates)
-    # Share of injected timeouts/failed checkouts that recover later (a late
-    # order, a late chat reply, a late onboarding completion).
-    recovery_share: float = 0.35
-    # Share of all lines that are deliberately malformed (see ``Simulation.invalid``).
-    invalid_share: float = 0.0
-    # Quiet event time after the last journey touchpoint (see the module docstring).
-    tail_s: float = 8 * 86400
-    allowed_lateness_s: float = 120
-
-    def __post_init__(self) -> None:
-        if self.journeys < 0:
-            raise ValueError("journeys must be >= 0")
-        if self.customers is not None and not 1 <= self.customers <= max(self.journeys, 1):
-            raise ValueError("customers must be between 1 and journeys (or None)")
-        if self.start.tzinfo is None or self.start.utcoffset() is None:
-            raise ValueError("start must be an aware datetime")
-        if not self.arrival_rate_per_s > 0:
-            raise ValueError("arrival_rate_per_s must be > 0")
-        for name in ("anonymous_share", "guest_share", "recovery_share"):
-            if not 0 <= getattr(self, name) <= 1:
-                raise ValueError(f"{name} must be within 0..1")
-        if not 0 <= self.invalid_share < 1:
-            raise ValueError("invalid_share must be within 0..1 (exclusive)")
-        if self.tail_s < 0 or self.allowed_lateness_s < 0:
-            raise ValueError("tail_s and allowed_lateness_s must be >= 0")
-        if not 0 <= self.disorder_s <= self.allowed_lateness_s:
-            raise ValueError("disorder_s must be within 0..allowed_lateness_s (the truth relies on it)")
-
-
-@dataclass(frozen=True)
-class Truth:
-    """One moment a correct motwatch reports. ``cause`` is informational (cart, chat, URL, …)."""
-
-    journey_key: str
-    kind: str
-    status: str  # "failed" or "recovered"
-    cause: str
-
-    def to_json(self) -> bytes:
-        """One line of a truth file, as ``motwatch evaluate --truth`` reads it."""
-        return orjson.dumps(
-            {"journey_key": self.journey_key, "kind": self.kind, "status": self.status, "cause": self.cause}
-        )
-
-
-@dataclass(frozen=True)
-class Simulation:
-    """The lines of one run and the moments they must produce."""
-
-    config: SimulationConfig
-    lines: list[bytes]
-    truth: list[Truth]
-    # Customer ids of the simulated journeys, in order of first arrival.
-    journey_keys: tuple[str, ...]
-    # Customers of the healthy tail that carries event time past the last deadline.
-    quiet_keys: tuple[str, ...]
-    # Index in ``lines`` of every malformed line -> the dead-letter reason it must get.
-    invalid: dict[int, str]
-    # Valid touchpoints among the lines.
-    events: int
-
-    @property
-    def moment_counts(self) -> Counter[str]:
-        """Truth per ``"kind (status)"``, as ``DetectSummary.moments`` counts reported moments."""
-        return Counter(f"{t.kind} ({t.status})" for t in self.truth)
-
-    @property
-    def end(self) -> datetime | None:
-        """Event time of the last touchpoint."""
-        for line in reversed(self.lines):
-            try:
-                at = orjson.loads(line)["occurred_at"]
-            except (orjson.JSONDecodeError, KeyError, TypeError):
-                continue
-            if isinstance(at, str) and at.endswith("Z"):
-                return datetime.fromisoformat(at)
-        return None
+# The default thresholds of motwatch.settings the truth is made for, in milliseconds and whole scores.
+_DEFAULT_KINDS = Settings().kinds
+ABANDON_WINDOW_MS = round(_DEFAULT_KINDS.abandoned_checkout.window_s * S)
+CHAT_SLA_MS = round(_DEFAULT_KINDS.chat_unanswered.sla_s * S)
+ONBOARDING_WINDOW_MS = round(_DEFAULT_KINDS.onboarding_stalled.window_s * S)
+MAX_CSAT = math.floor(_DEFAULT_KINDS.low_satisfaction.max_csat)
+MAX_NPS = math.floor(_DEFAULT_KINDS.low_satisfaction.max_nps)
+MIN_CES = math.ceil(_DEFAULT_KINDS.low_satisfaction.min_ces)
+MAX_RATING = math.floor(_DEFAULT_KINDS.negative_review.max_rating)
 
 
 def simulate(config: SimulationConfig | None = None) -> Simulation:
@@ -304,267 +188,7 @@ class _Clock:
         return prefix + self.seconds[rem]
 
 
-# -- the world: shop, products, currencies, languages ----------------------------
-
-SHOP = "https://shop.example"
-
-
-class _Product(NamedTuple):
-    pid: str
-    price_eur: float
-    plan: str | None
-
-    @property
-    def url(self) -> str:
-        return f"{SHOP}/p/{self.pid}"
-
-
-_BASE_PRODUCTS: tuple[tuple[str, float, str | None], ...] = (
-    ("desk-lamp", 39.0, None),
-    ("kettle", 29.9, None),
-    ("espresso-machine", 249.0, None),
-    ("wireless-headphones", 129.0, None),
-    ("wifi-router", 119.0, "home-network"),
-    ("smart-thermostat", 189.0, "smart-home"),
-    ("robot-vacuum", 299.0, "smart-home"),
-    ("security-camera", 99.0, "cloud-video"),
-    ("e-reader", 139.0, "library"),
-    ("fitness-watch", 179.0, "coach"),
-    ("smart-speaker", 79.0, "assistant"),
-    ("ink-printer", 149.0, "ink-plus"),
-    ("city-backpack", 69.0, None),
-    ("running-shoes", 109.0, None),
-    ("rain-jacket", 89.0, None),
-    ("blender", 59.0, None),
-    ("air-purifier", 199.0, None),
-    ("office-chair", 229.0, None),
-    ("monitor-27", 279.0, None),
-    ("mech-keyboard", 99.0, None),
-    ("phone-case", 19.9, None),
-    ("bike-light", 24.9, None),
-    ("yoga-mat", 34.9, None),
-    ("plant-pot", 14.9, None),
-)
-PRODUCTS: tuple[_Product, ...] = tuple(
-    _Product(f"{slug}-{variant}", round(price * (1 + 0.12 * variant), 2), plan)
-    for slug, price, plan in _BASE_PRODUCTS
-    for variant in range(1, 7)
-)
-PLANS: tuple[str, ...] = tuple(sorted({p.plan for p in PRODUCTS if p.plan}))
-_BY_PLAN: dict[str, tuple[_Product, ...]] = {
-    plan: tuple(p for p in PRODUCTS if p.plan == plan) for plan in PLANS
-}
-
-# Currency: (rate from EUR, digits to round to).
-_FX: dict[str, tuple[float, int]] = {
-    "EUR": (1.0, 2),
-    "CZK": (25.2, 0),
-    "PLN": (4.3, 2),
-    "GBP": (0.85, 2),
-    "USD": (1.08, 2),
-    "JPY": (162.0, 0),
-    "VND": (27500.0, -3),
-    "IRR": (45000.0, -4),
-}
-
-# Per language: (weight, currencies, phrases).
-_LANGS: dict[str, tuple[float, tuple[str, ...], dict[str, tuple[str, ...]]]] = {
-    "cs": (
-        0.16,
-        ("CZK", "EUR"),
-        {
-            "search": (
-                "stolní lampa",
-                "bezdrátová sluchátka",
-                "rychlovarná konvice nerez",
-                "chytrý termostat",
-            ),
-            "ask": (
-                "Dobrý den, je tahle lampa skladem?",
-                "Kdy mi dorazí objednávka?",
-                "Dá se platit při převzetí?",
-            ),
-            "nudge": ("Haló, je tam někdo?", "Prosím o odpověď."),
-            "answer": ("Dobrý den, ano, máme skladem 12 kusů.", "Zásilka je na cestě, dorazí zítra."),
-            "bot": ("Dobrý den! Jsem virtuální asistent, s čím vám mohu pomoci?",),
-            "thanks": ("Děkuji, to je vše.", "Super, díky!"),
-            "good_review": (
-                "Skvělá kvalita, doručení do druhého dne. Doporučuji!",
-                "Lampa svítí krásně, jsem spokojená.",
-            ),
-            "bad_review": ("Přišlo to rozbité a nikdo se mi neozval. Zklamání.", "Kvalita nic moc, vracím."),
-            "good_note": ("Všechno proběhlo hladce, děkuji.",),
-            "bad_note": ("Na odpověď jsem čekal příliš dlouho.", "Objednávka byla zmatená."),
-        },
-    ),
-    "hr": (
-        0.12,
-        ("EUR",),
-        {
-            "search": ("stolna svjetiljka", "bežične slušalice", "kuhalo za vodu", "pametni termostat"),
-            "ask": ("Kada stiže paket?", "Imate li ovo u crnoj boji?", "Mogu li platiti pouzećem?"),
-            "nudge": ("Ima li koga?", "Halo?"),
-            "answer": ("Sutra do podne.", "Da, imamo na zalihi.", "Paket je poslan jučer."),
-            "bot": ("Pozdrav! Ja sam virtualni asistent. Kako vam mogu pomoći?",),
-            "thanks": ("Hvala, to je sve.", "Super, hvala!"),
-            "good_review": (
-                "Odlična kvaliteta, brza dostava. Preporučujem!",
-                "Sve je stiglo uredno, čestitke.",
-            ),
-            "bad_review": ("Proizvod je stigao oštećen, nitko mi ne odgovara.", "Loša kvaliteta, vraćam."),
-            "good_note": ("Sve je bilo u redu, hvala.",),
-            "bad_note": ("Predugo sam čekao odgovor.", "Naplata je bila komplicirana."),
-        },
-    ),
-    "vi": (
-        0.12,
-        ("VND",),
-        {
-            "search": ("đèn bàn", "tai nghe không dây", "ấm đun nước", "máy lọc không khí"),
-            "ask": (
-                "Khi nào tôi nhận được hàng?",
-                "Sản phẩm này còn hàng không?",
-                "Có giao hàng nhanh không?",
-            ),
-            "nudge": ("Có ai ở đó không?", "Xin trả lời giúp tôi."),
-            "answer": ("Đơn hàng sẽ được giao vào ngày mai.", "Dạ còn hàng ạ."),
-            "bot": ("Xin chào! Tôi là trợ lý ảo, tôi có thể giúp gì cho bạn?",),
-            "thanks": ("Cảm ơn bạn nhiều!", "Vâng, cảm ơn."),
-            "good_review": ("Đèn đẹp, giao hàng nhanh.", "Chất lượng tuyệt vời, rất hài lòng!"),
-            "bad_review": ("Hàng bị hỏng khi nhận, rất thất vọng.", "Giao hàng chậm và không ai trả lời."),
-            "good_note": ("Mọi thứ đều tốt, cảm ơn.",),
-            "bad_note": ("Tôi phải chờ quá lâu.",),
-        },
-    ),
-    "fa": (
-        0.10,
-        ("IRR", "EUR"),
-        {
-            "search": ("چراغ مطالعه", "هدفون بی‌سیم", "کتری برقی", "جاروبرقی رباتیک"),
-            "ask": ("سفارش من کی می‌رسد؟", "آیا این محصول موجود است؟"),
-            "nudge": ("کسی آنجا هست؟", "لطفاً جواب بدهید."),
-            "answer": ("سفارش شما فردا تحویل داده می‌شود.", "بله، موجود است."),
-            "bot": ("سلام! من دستیار مجازی هستم. چطور می‌توانم کمک کنم؟",),
-            "thanks": ("خیلی ممنون!", "متشکرم."),
-            "good_review": ("کیفیت عالی و ارسال سریع. پیشنهاد می‌کنم!", "از خریدم خیلی راضی هستم."),
-            "bad_review": ("محصول شکسته رسید و هیچ‌کس پاسخ نداد.", "کیفیت خیلی بد بود."),
-            "good_note": ("همه چیز عالی بود، ممنون.",),
-            "bad_note": ("خیلی طول کشید تا جواب بدهند.",),
-        },
-    ),
-    "de": (
-        0.14,
-        ("EUR",),
-        {
-            "search": ("Schreibtischlampe", "kabellose Kopfhörer", "Wasserkocher Edelstahl", "Luftreiniger"),
-            "ask": (
-                "Wann kommt meine Bestellung an?",
-                "Ist die Lampe vorrätig?",
-                "Kann ich auf Rechnung zahlen?",
-            ),
-            "nudge": ("Hallo, ist da jemand?", "Bitte um Antwort."),
-            "answer": ("Ihre Bestellung kommt morgen an.", "Ja, sie ist auf Lager."),
-            "bot": ("Hallo! Ich bin der virtuelle Assistent. Wie kann ich helfen?",),
-            "thanks": ("Danke, das war's.", "Super, vielen Dank!"),
-            "good_review": (
-                "Super Qualität, schnelle Lieferung. Gerne wieder!",
-                "Genau wie beschrieben, top.",
-            ),
-            "bad_review": (
-                "Kam kaputt an, und niemand antwortet. Enttäuschend.",
-                "Qualität mangelhaft, geht zurück.",
-            ),
-            "good_note": ("Alles bestens, danke.",),
-            "bad_note": ("Ich musste viel zu lange warten.", "Der Bezahlvorgang war umständlich."),
-        },
-    ),
-    "pl": (
-        0.10,
-        ("PLN",),
-        {
-            "search": ("lampka biurkowa", "słuchawki bezprzewodowe", "czajnik elektryczny"),
-            "ask": ("Kiedy dotrze moje zamówienie?", "Czy ten produkt jest dostępny?"),
-            "nudge": ("Halo, jest tam ktoś?", "Proszę o odpowiedź."),
-            "answer": ("Zamówienie dotrze jutro.", "Tak, produkt jest dostępny."),
-            "bot": ("Cześć! Jestem wirtualnym asystentem. W czym mogę pomóc?",),
-            "thanks": ("Dziękuję, to wszystko.",),
-            "good_review": (
-                "Świetna jakość, szybka dostawa. Polecam!",
-                "Zgodne z opisem, jestem zadowolona.",
-            ),
-            "bad_review": ("Paczka przyszła uszkodzona, nikt nie odpowiada.", "Słaba jakość, zwracam."),
-            "good_note": ("Wszystko w porządku, dziękuję.",),
-            "bad_note": ("Za długo czekałem na odpowiedź.",),
-        },
-    ),
-    "ja": (
-        0.08,
-        ("JPY",),
-        {
-            "search": ("デスクライト", "ワイヤレスイヤホン", "電気ケトル"),
-            "ask": ("注文はいつ届きますか？", "この商品は在庫がありますか？"),
-            "nudge": ("すみません、どなたかいますか？",),
-            "answer": ("ご注文は明日お届けします。", "はい、在庫がございます。"),
-            "bot": ("こんにちは！バーチャルアシスタントです。ご用件をどうぞ。",),
-            "thanks": ("ありがとうございました。",),
-            "good_review": ("品質が素晴らしく、配送も早かったです。",),
-            "bad_review": ("商品が壊れて届きました。返信もありません。",),
-            "good_note": ("とても満足しています。",),
-            "bad_note": ("待ち時間が長すぎました。",),
-        },
-    ),
-    "es": (
-        0.08,
-        ("EUR", "USD"),
-        {
-            "search": ("lámpara de escritorio", "auriculares inalámbricos", "hervidor eléctrico"),
-            "ask": ("¿Cuándo llega mi pedido?", "¿Tienen este producto en stock?"),
-            "nudge": ("¿Hola? ¿Hay alguien?",),
-            "answer": ("Su pedido llegará mañana.", "Sí, está disponible."),
-            "bot": ("¡Hola! Soy el asistente virtual. ¿En qué puedo ayudarle?",),
-            "thanks": ("¡Gracias, eso es todo!",),
-            "good_review": ("Excelente calidad y envío rápido. ¡Lo recomiendo!",),
-            "bad_review": ("Llegó roto y nadie responde. Muy decepcionado.",),
-            "good_note": ("Todo perfecto, gracias.",),
-            "bad_note": ("Esperé demasiado una respuesta.",),
-        },
-    ),
-    "en": (
-        0.10,
-        ("GBP", "USD", "EUR"),
-        {
-            "search": ("desk lamp", "wireless headphones", "electric kettle", "robot vacuum"),
-            "ask": ("When will my order arrive?", "Is this in stock?", "Can I change the delivery address?"),
-            "nudge": ("Hello? Anyone there?", "Still waiting…"),
-            "answer": ("Your order arrives tomorrow.", "Yes, we have it in stock."),
-            "bot": ("Hi! I'm the virtual assistant. How can I help?",),
-            "thanks": ("Thanks, that's all! 👍",),
-            "good_review": ("Great quality and fast delivery. Recommended! 👍", "Exactly as described."),
-            "bad_review": (
-                "Arrived broken and nobody answers. Very disappointed 😞",
-                "Cheap quality, returning it.",
-            ),
-            "good_note": ("Everything went smoothly, thanks.",),
-            "bad_note": ("I waited far too long for an answer.", "Checkout was confusing."),
-        },
-    ),
-}
-_LANG_CODES = tuple(_LANGS)
-_LANG_WEIGHTS = tuple(v[0] for v in _LANGS.values())
-
-_CAMPAIGNS = (
-    "spring-sale",
-    "newsletter-12",
-    "back-to-school",
-    "smart-home-week",
-    "black-friday",
-    "retarget-7",
-)
-_SOCIAL = ("instagram", "tiktok", "facebook", "youtube", "pinterest")
-_SOCIAL_ACTIONS = ("like", "share", "comment", "follow")
-_CHAT_TOPICS = ("product_question", "delivery", "payment", "returns", "warranty")
-_PAYMENT_REASONS = ("card_declined", "3ds_timeout", "insufficient_funds", "issuer_unavailable")
-_REVIEW_PLATFORMS = ("shop", "google", "trustpilot", "heureka")
+# -- the generator ----------------------------------------------------------------
 
 
 @dataclass(slots=True)
@@ -707,8 +331,8 @@ class _Generator:
     # -- customers and their visits ----------------------------------------------
     def _customer(self, index: int, t: int, visits: int) -> None:
         rng = self.rng
-        lang = rng.choices(_LANG_CODES, _LANG_WEIGHTS)[0]
-        cu = _Customer(key=f"cust-{index + 1:06d}", lang=lang, currency=self._pick(_LANGS[lang][1]))
+        lang = rng.choices(LANG_CODES, LANG_WEIGHTS)[0]
+        cu = _Customer(key=f"cust-{index + 1:06d}", lang=lang, currency=self._pick(LANGS[lang][1]))
         self.keys.append(cu.key)
         self.hi = t
         for visit in range(visits):
@@ -718,10 +342,10 @@ class _Generator:
         self.last_ms = max(self.last_ms, self.hi)
 
     def _text(self, cu: _Customer, what: str) -> str:
-        return self._pick(_LANGS[cu.lang][2][what])
+        return self._pick(LANGS[cu.lang][2][what])
 
-    def _price(self, cu: _Customer, product: _Product) -> float:
-        rate, digits = _FX[cu.currency]
+    def _price(self, cu: _Customer, product: Product) -> float:
+        rate, digits = FX[cu.currency]
         return round(product.price_eur * rate, digits)
 
     def _visit(self, cu: _Customer, t: int) -> None:
@@ -757,7 +381,7 @@ class _Generator:
         # <ZMOT and ZMOT: ads, email, social, search, landing, content, reviews.
         t, referrer = self._awareness(cu, t)
         t = self._landing(cu, t, session, referrer)
-        viewed: list[_Product] = []
+        viewed: list[Product] = []
         for _ in range(self._int(1 if anonymous else 0, 2)):
             product = self._pick(PRODUCTS)
             t = self._product_view(cu, t + self._int(3 * S, 40 * S), session, product)
@@ -794,7 +418,7 @@ class _Generator:
         if (call_fails and not call_after) or rng.random() < 0.05:
             t = self._call(cu, t + self._int(M, 20 * M), call_fails and not call_after)
 
-        order: tuple[int, str, list[_Product]] | None = None
+        order: tuple[int, str, list[Product]] | None = None
         if buys:
             items = self._basket(cu, viewed, "onboarding_stalled" in inject)
             for product in items:
@@ -818,7 +442,7 @@ class _Generator:
         rng = self.rng
         referrer: str | None = None
         for _ in range(self._int(1, 3)):
-            campaign = self._pick(_CAMPAIGNS)
+            campaign = self._pick(CAMPAIGNS)
             landing = f"{SHOP}/lp/{campaign}"
             pick = rng.random()
             if pick < 0.4:
@@ -828,17 +452,17 @@ class _Generator:
                 if rng.random() < 0.6:
                     t += self._int(2 * S, 60 * S)
                     self._emit(t, channel, "ad_click", {"campaign": campaign, "url": landing})
-                    referrer = "https://ads.example/click" if channel == "ads" else "https://l.instagram.com/"
+                    referrer = AD_REFERRER if channel == "ads" else SOCIAL_AD_REFERRER
             elif pick < 0.75:
                 self._emit(t, "email", "email_open", {"campaign": campaign})
                 referrer = None
                 if rng.random() < 0.5:
                     t += self._int(3 * S, 120 * S)
                     self._emit(t, "email", "email_click", {"campaign": campaign, "url": landing})
-                    referrer = "https://mail.example/"
+                    referrer = MAIL_REFERRER
             else:
-                platform = self._pick(_SOCIAL)
-                props = {"platform": platform, "action": self._pick(_SOCIAL_ACTIONS)}
+                platform = self._pick(SOCIAL)
+                props = {"platform": platform, "action": self._pick(SOCIAL_ACTIONS)}
                 self._emit(t, "social", "social_engagement", props)
                 referrer = f"https://www.{platform}.com/"
             t += self._int(20 * S, 30 * M)
@@ -848,8 +472,8 @@ class _Generator:
         rng = self.rng
         if rng.random() < 0.3:
             query = self._text(cu, "search")
-            self._emit(t, "search", "search", {"query": query, "url": "https://www.google.com/search"})
-            referrer = "https://www.google.com/"
+            self._emit(t, "search", "search", {"query": query, "url": SEARCH_URL})
+            referrer = SEARCH_REFERRER
             t += self._int(2 * S, 20 * S)
         page: dict[str, Any] = {"url": f"{SHOP}/", "http_status": 200, "page_category": "home"}
         if referrer is not None:
@@ -862,13 +486,13 @@ class _Generator:
             self._emit(t, "web", "search", {"query": query, "url": f"{SHOP}/search"}, session)
         if rng.random() < 0.3:
             t += self._int(4 * S, 40 * S)
-            url = f"{SHOP}/blog/{self._pick(('gift-guide', 'how-to-choose', 'care-tips'))}"
+            url = f"{SHOP}/blog/{self._pick(BLOG_POSTS)}"
             self._emit(
                 t, "web", "page_view", {"url": url, "http_status": 200, "page_category": "content"}, session
             )
             if rng.random() < 0.4:
                 t += self._int(5 * S, 60 * S)
-                target = f"{SHOP}/blog/{self._pick(('faq', 'shipping', 'returns'))}"
+                target = f"{SHOP}/blog/{self._pick(BLOG_LINKS)}"
                 props = {"url": url, "target_url": target, "http_status": 200}
                 self._emit(t, "web", "link_click", props, session)
             dwell = self._int(2 * S, 120 * S)  # any dwell: only product pages can bounce
@@ -887,7 +511,7 @@ class _Generator:
             self._emit(t, "web", "page_exit", props, session)
         return t
 
-    def _product_view(self, cu: _Customer, t: int, session: str, product: _Product) -> int:
+    def _product_view(self, cu: _Customer, t: int, session: str, product: Product) -> int:
         """A healthy look at a product: loads fine, stays well over the bounce threshold."""
         props = {
             "url": product.url,
@@ -921,7 +545,7 @@ class _Generator:
             "http_status": 200,
             "page_category": "product",
             "product_id": product.pid,
-            "referrer": "https://www.google.com/",
+            "referrer": SEARCH_REFERRER,
             "load_ms": self._int(3500, 9000),
         }
         self._emit(t, "web", "page_view", props, session)
@@ -945,12 +569,12 @@ class _Generator:
                 "http_status": self._pick((404, 410)),
                 "page_category": "product",
                 "product_id": product.pid,
-                "referrer": "https://www.google.com/",
+                "referrer": SEARCH_REFERRER,
                 "load_ms": self._int(80, 400),
             }
             self._emit(t, "web", "page_view", props, session)
         elif variant == 1:  # a dead link on a content page
-            page = f"{SHOP}/guides/{self._pick(('sizes', 'warranty', 'assembly'))}"
+            page = f"{SHOP}/guides/{self._pick(GUIDES)}"
             self._emit(
                 t, "web", "page_view", {"url": page, "http_status": 200, "page_category": "content"}, session
             )
@@ -959,7 +583,7 @@ class _Generator:
             props = {"url": page, "target_url": url, "http_status": self._pick((404, 410))}
             self._emit(t, "web", "link_click", props, session)
         else:  # a campaign page whose server is down
-            url = f"{SHOP}/promo/{self._pick(_CAMPAIGNS)}"
+            url = f"{SHOP}/promo/{self._pick(CAMPAIGNS)}"
             props = {"url": url, "http_status": self._pick((500, 502, 503)), "page_category": "content"}
             self._emit(t, "web", "page_view", props, session)
         self._fail(cu, "broken_link", url)
@@ -970,9 +594,7 @@ class _Generator:
         rng = self.rng
         chat_id = self._id("chat")
         start = t
-        self._emit(
-            t, "chat", "chat_started", {"chat_id": chat_id, "topic": self._pick(_CHAT_TOPICS)}, session
-        )
+        self._emit(t, "chat", "chat_started", {"chat_id": chat_id, "topic": self._pick(CHAT_TOPICS)}, session)
         t += self._int(2 * S, 4 * S)
         self._emit(
             t,
@@ -1004,7 +626,7 @@ class _Generator:
             self._emit(t, "chat", "chat_ended", {"chat_id": chat_id, "ended_by": ended_by}, session)
             return t
         self._fail(cu, "chat_unanswered", chat_id)
-        self._deadline(start + CHAT_SLA_S * S)
+        self._deadline(start + CHAT_SLA_MS)
         mode = "late" if rng.random() < self.config.recovery_share else self._pick(("left", "timeout"))
         if mode == "left":  # the customer gives up before the SLA: a failure at once
             say(start + self._int(20 * S, 30 * S), "customer", "nudge")
@@ -1049,7 +671,7 @@ class _Generator:
         return t
 
     # -- buying -------------------------------------------------------------------
-    def _basket(self, cu: _Customer, viewed: list[_Product], needs_plan: bool) -> list[_Product]:
+    def _basket(self, cu: _Customer, viewed: list[Product], needs_plan: bool) -> list[Product]:
         rng = self.rng
         items = list(dict.fromkeys(rng.sample(viewed, k=min(len(viewed), self._int(1, 3)))))
         if not items:
@@ -1057,7 +679,7 @@ class _Generator:
         if needs_plan and not any(p.plan and p.plan not in cu.plans for p in items):
             open_plans = [plan for plan in PLANS if plan not in cu.plans]
             if open_plans:
-                items.append(self._pick(_BY_PLAN[self._pick(open_plans)]))
+                items.append(self._pick(BY_PLAN[self._pick(open_plans)]))
         return items
 
     def _checkout(
@@ -1065,18 +687,18 @@ class _Generator:
         cu: _Customer,
         t: int,
         session: str,
-        items: list[_Product],
+        items: list[Product],
         inject: set[str],
         abandon: bool,
         recover: bool,
         login: str | None = None,
-    ) -> tuple[int, str, list[_Product]] | None:
+    ) -> tuple[int, str, list[Product]] | None:
         """Cart and checkout; the order's time and id when the journey orders.
 
         ``login``: a guest's anonymous id; the guest logs in (``identify``) before paying.
         """
         rng = self.rng
-        rate_digits = _FX[cu.currency][1]
+        rate_digits = FX[cu.currency][1]
         value = 0.0
         for product in items:
             t += self._int(5 * S, 60 * S)
@@ -1099,8 +721,8 @@ class _Generator:
         props = {"cart_id": cart, "value": value, "currency": cu.currency}
         self._emit(t, "checkout", "checkout_started", props, session)
         cu.checkouts += 1
-        # The journey keeps the newest JOURNEY_MAX_ITEMS checkouts: older failed ones can no longer recover.
-        cu.abandoned = [a for a in cu.abandoned if a[2] > cu.checkouts - JOURNEY_MAX_ITEMS]
+        # The journey keeps the newest MAX_ITEMS checkouts: older failed ones can no longer recover.
+        cu.abandoned = [a for a in cu.abandoned if a[2] > cu.checkouts - MAX_ITEMS]
 
         error = None
         if "checkout_error" in inject:
@@ -1129,7 +751,7 @@ class _Generator:
             )
             if step == "payment" and error == "payment_failed":
                 t += self._int(5 * S, 40 * S)
-                props = {"cart_id": cart, "reason": self._pick(_PAYMENT_REASONS)}
+                props = {"cart_id": cart, "reason": self._pick(PAYMENT_REASONS)}
                 self._emit(t, "checkout", "payment_failed", props, session)
                 self._fail(cu, "checkout_error", f"{cart}|payment")
                 if abandon:
@@ -1143,10 +765,10 @@ class _Generator:
                 break
         if not left:
             t += self._int(5 * S, 30 * S)
-            assert t - started < (ABANDON_WINDOW_S - 600) * S
+            assert t - started < ABANDON_WINDOW_MS - 10 * M
             order_id = self._order(cu, t, "checkout", session, cart, value)
             return t, order_id, items
-        deadline = started + ABANDON_WINDOW_S * S
+        deadline = started + ABANDON_WINDOW_MS
         self._deadline(deadline)
         self._fail(cu, "abandoned_checkout", cart)
         cu.abandoned.append((cart, deadline, cu.checkouts))
@@ -1185,7 +807,7 @@ class _Generator:
     def _after_order(
         self,
         cu: _Customer,
-        order: tuple[int, str, list[_Product]],
+        order: tuple[int, str, list[Product]],
         inject: set[str],
         chat_fails: bool,
         call_fails: bool,
@@ -1196,7 +818,7 @@ class _Generator:
         self._emit(ordered + self._int(M, 10 * M), "email", "email_open", {"campaign": "order-confirmation"})
         if broken:  # the tracking link of the shipping e-mail leads nowhere
             t = ordered + self._int(6 * H, 30 * H)
-            target = f"https://track.parcel.example/{order_id}"
+            target = f"{PARCEL_TRACKING}/{order_id}"
             props = {"url": f"{SHOP}/mail/shipped/{order_id}", "target_url": target, "http_status": 404}
             self._emit(t, "email", "link_click", props, self._id("s"))
             self._fail(cu, "broken_link", target)
@@ -1238,7 +860,7 @@ class _Generator:
             self._emit(done, channel, "onboarding_completed", {"plan": plan}, session())
             return
         self._fail(cu, "onboarding_stalled", plan)
-        self._deadline(t + ONBOARDING_WINDOW_S * S)
+        self._deadline(t + ONBOARDING_WINDOW_MS)
         if rng.random() < self.config.recovery_share:
             done = t + self._int(8 * DAY, 12 * DAY)
             self._emit(done, channel, "onboarding_completed", {"plan": plan}, session())
@@ -1260,14 +882,14 @@ class _Generator:
         if low:
             self._fail(cu, "low_satisfaction", event_id)
 
-    def _review(self, cu: _Customer, t: int, product: _Product, negative: bool) -> None:
+    def _review(self, cu: _Customer, t: int, product: Product, negative: bool) -> None:
         rng = self.rng
         rating = self._int(1, MAX_RATING) if negative else self._int(4, 5)
         text = self._text(cu, "bad_review" if negative else "good_review")
         if rng.random() < 0.8:
-            channel, platform = "review", self._pick(_REVIEW_PLATFORMS)
+            channel, platform = "review", self._pick(REVIEW_PLATFORMS)
         else:
-            channel, platform = "social", self._pick(_SOCIAL)
+            channel, platform = "social", self._pick(SOCIAL)
         props = {"rating": rating, "text": text, "platform": platform, "url": f"{product.url}/reviews"}
         event_id = self._emit(t, channel, "review_posted", props)
         if negative:

@@ -165,6 +165,7 @@ def test_early_jvm_exit_reports_log_tail() -> None:
     assert broker.workdir is None
 
 
+@pytest.mark.external
 def test_port_in_use_is_refused_before_starting_a_jvm() -> None:
     with socket.socket() as taken:
         taken.bind(("127.0.0.1", 0))
@@ -205,6 +206,7 @@ def test_foreground_broker_stops_cleanly_on_sigterm(tmp_path: Path) -> None:
     assert "Traceback" not in (tmp_path / "stderr.txt").read_text()
 
 
+@pytest.mark.external
 def test_missing_java_is_one_line_error(tmp_path: Path) -> None:
     empty = tmp_path / "empty-bin"
     empty.mkdir()
@@ -223,6 +225,7 @@ def test_missing_java_is_one_line_error(tmp_path: Path) -> None:
     ]
 
 
+@pytest.mark.external
 def test_missing_mvn_is_reported(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
     java = shutil.which("java")
     if java is None:
@@ -236,6 +239,7 @@ def test_missing_mvn_is_reported(tmp_path: Path, monkeypatch: pytest.MonkeyPatch
         ensure_jars()
 
 
+@pytest.mark.external
 def test_old_java_is_refused(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
     home = tmp_path / "jdk8"
     (home / "bin").mkdir(parents=True)
@@ -248,6 +252,7 @@ def test_old_java_is_refused(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) ->
 # --- jar cache ----------------------------------------------------------------------------
 
 
+@pytest.mark.external
 def test_failed_fetch_names_the_log_and_leaves_nothing_half_done(
     tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:

@@ -130,6 +130,7 @@ def check(root: Path) -> subprocess.CompletedProcess[str]:
     )
 
 
+@pytest.mark.external
 def test_regenerating_changes_nothing(tmp_path: Path) -> None:
     assert render_all() == render_all(), "generation is not deterministic"
     written = write_all(tmp_path)
@@ -164,6 +165,7 @@ def test_the_check_notices_a_hand_edited_readme_table_but_not_the_rest_of_the_re
     assert readme.read_text(encoding="utf-8") == text
 
 
+@pytest.mark.external
 def test_a_readme_without_its_markers_is_one_line_from_the_generator(tmp_path: Path) -> None:
     write_all(tmp_path)
     readme = tmp_path / README_FILE
@@ -429,12 +431,14 @@ def run(*args: str, cwd: Path = REPO) -> subprocess.CompletedProcess[str]:
     return subprocess.run(list(args), cwd=cwd, capture_output=True, text=True, timeout=300, check=False)
 
 
+@pytest.mark.external
 def test_promtool_checks_the_rules(promtool: str) -> None:
     done = run(promtool, "check", "rules", str(RULES_FILE))
     assert done.returncode == 0, done.stdout + done.stderr
     assert f"SUCCESS: {len(RECORDING_RULES) + len(ALERTS)} rules found" in done.stdout
 
 
+@pytest.mark.external
 def test_the_stack_s_prometheus_config_loads_the_rules(promtool: str, tmp_path: Path) -> None:
     """config/prometheus.yml with the rules where docker-compose.yml mounts them (/etc/prometheus/rules)."""
     shutil.copy(REPO / "config" / "prometheus.yml", tmp_path / "prometheus.yml")
@@ -445,6 +449,7 @@ def test_the_stack_s_prometheus_config_loads_the_rules(promtool: str, tmp_path: 
     assert f"SUCCESS: {len(RECORDING_RULES) + len(ALERTS)} rules found" in done.stdout
 
 
+@pytest.mark.external
 def test_promtool_check_rules_can_fail(promtool: str, tmp_path: Path) -> None:
     rules = (REPO / RULES_FILE).read_text(encoding="utf-8")
     text = rules.replace("sum by (kind, moment, owner, channel) (", "sum by (kind (", 1)
@@ -467,12 +472,14 @@ def test_every_alert_fires_and_stays_quiet_in_unit_tests() -> None:
                 assert expected["exp_labels"]["owner"], test["name"]
 
 
+@pytest.mark.external
 def test_promtool_unit_tests_pass(promtool: str) -> None:
     done = run(promtool, "test", "rules", cases.TEST_FILE.name, cwd=cases.TEST_FILE.parent)
     assert done.returncode == 0, done.stdout + done.stderr
     assert "SUCCESS" in done.stdout
 
 
+@pytest.mark.external
 def test_promtool_unit_tests_can_fail(promtool: str, tmp_path: Path) -> None:
     """The same unit tests against rules with one threshold moved must fail."""
     rules = (REPO / RULES_FILE).read_text(encoding="utf-8")

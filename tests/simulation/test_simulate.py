@@ -16,7 +16,6 @@ from motwatch.core.moments import KINDS, Moment
 from motwatch.core.validation import Rejection, validate_touchpoint
 from motwatch.settings import Settings
 from motwatch.simulation import FailureRates, SimulationConfig, Truth, iter_lines, simulate
-from motwatch.simulation import generator as sim_module
 from tests.journeys import Feed, touch
 
 RECOVERABLE = {"abandoned_checkout", "chat_unanswered", "onboarding_stalled"}
@@ -31,31 +30,6 @@ def _detect(lines: list[bytes], flush: bool = False):
 
 def _triples(items: list[Moment] | list[Truth]) -> Counter[tuple[str, str, str]]:
     return Counter((m.journey_key, m.kind, m.status) for m in items)
-
-
-def test_the_simulator_assumes_the_default_thresholds():
-    kinds = Settings().kinds
-    assert sim_module.KINDS == KINDS
-    assert kinds.abandoned_checkout.window_s == sim_module.ABANDON_WINDOW_S
-    assert kinds.checkout_error.min_http_status == sim_module.CHECKOUT_ERROR_MIN_STATUS
-    assert kinds.broken_link.min_http_status == sim_module.BROKEN_LINK_MIN_STATUS
-    assert kinds.first_impression_bounce.min_dwell_s == sim_module.BOUNCE_MIN_DWELL_S
-    assert kinds.chat_unanswered.sla_s == sim_module.CHAT_SLA_S
-    assert kinds.call_unanswered.sla_s == sim_module.CALL_SLA_S
-    assert kinds.onboarding_stalled.window_s == sim_module.ONBOARDING_WINDOW_S
-    assert not kinds.onboarding_stalled.start_on_first_order
-    assert (
-        kinds.low_satisfaction.max_csat,
-        kinds.low_satisfaction.max_nps,
-        kinds.low_satisfaction.min_ces,
-    ) == (
-        sim_module.MAX_CSAT,
-        sim_module.MAX_NPS,
-        sim_module.MIN_CES,
-    )
-    assert kinds.negative_review.max_rating == sim_module.MAX_RATING
-    assert Settings().allowed_lateness_s == SimulationConfig().allowed_lateness_s
-    assert MAX_ITEMS == sim_module.JOURNEY_MAX_ITEMS
 
 
 def test_same_seed_same_bytes_and_streaming_gives_the_same_lines():

@@ -30,9 +30,12 @@ import logging
 from collections.abc import Awaitable, Callable
 from typing import Any
 
+from faust.types import TP
+
+from motwatch.agents.protocols import AgentApp, AgentMessage, Sleeper
 from motwatch.core.records import SOURCE_PROGRESS, control_headers, input_sources, source_name
 from motwatch.core.sources import SourceReads
-from motwatch.streams.app import Motwatch
+from motwatch.streams.faust_internals import committed_offsets
 
 log = logging.getLogger("motwatch.ingest")
 
@@ -45,7 +48,7 @@ class InputTopic:
     there (the topic is partitioned like the journey topics).
     """
 
-    def __init__(self, mw: Motwatch, *, partitions: int) -> None:
+    def __init__(self, mw: AgentApp, *, partitions: int) -> None:
         self.mw = mw
         self.topic = mw.settings.touchpoints_topic
         self.reads = SourceReads()
@@ -54,7 +57,7 @@ class InputTopic:
         # Called with the new value when ``direct`` is switched off.
         self.on_direct: Callable[[bool], None] | None = None
         # Each assigned input partition's first offset, where reading starts when none is committed.
-        self.first_offsets: dict[Any, int] = {}
+        self.first_offsets: dict[TP, int] = {}
 
     def sources(self) -> list[str]:
         """Every source partition of the input topic, named."""
@@ -79,7 +82,7 @@ class InputTopic:
             if self.on_direct is not None:
                 self.on_direct(False)
 
-    def behind(self, message: Any) -> bool:
+    def behind(self, message: AgentMessage) -> bool:
         """Whether records were still waiting in the message's partition after it (a backlog)."""
         highwater = self.mw.app.consumer.highwater(message.tp)
         return highwater is not None and message.offset + 1 < highwater
@@ -98,7 +101,7 @@ class InputTopic:
         """
         consumer = self.mw.app.consumer
         reads = self.reads
-        committed = getattr(consumer, "_committed_offset", {})
+        committed = committed_offsets(consumer)
         for tp in consumer.assignment():
             if tp.topic != self.topic:
                 continue
@@ -133,7 +136,7 @@ class InputTopic:
             )
 
 
-async def repeat(app: Any, interval_s: float, action: Callable[[], Awaitable[None]], name: str) -> None:
+async def repeat(app: Sleeper, interval_s: float, action: Callable[[], Awaitable[None]], name: str) -> None:
     """Run ``action`` every ``interval_s`` until the app stops; a failure is logged, not fatal.
 
     For actions more frequent than the journey agent's batches are long:
@@ -154,7 +157,7 @@ def _log_failure(task: asyncio.Future[Any]) -> None:
         log.warning("could not learn where the input partitions start: %s", task.exception())
 
 
-def register(mw: Motwatch, *, partitions: int) -> InputTopic:
+def register(mw: AgentApp, *, partitions: int) -> InputTopic:
     """The input topic's view, the task that announces progress, and the watch on its partitions.
 
     An event waits for the announcements to learn that the other sources have
@@ -168,7 +171,7 @@ def register(mw: Motwatch, *, partitions: int) -> InputTopic:
         await repeat(mw.app, interval_s, inputs.announce_progress, "announcing source progress")
 
     @mw.app.on_partitions_assigned.connect
-    async def _assigned(app: Any, assigned: Any, **kwargs: Any) -> None:
+    async def _assigned(app: object, assigned: set[TP], **kwargs: Any) -> None:
         inputs.partitions_are(mw.app.consumer.topic_partitions(inputs.topic))
         # Not awaited here: the rebalance must not wait on a request of its own consumer.
         task = asyncio.ensure_future(inputs.learn_first_offsets())

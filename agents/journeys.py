@@ -21,7 +21,10 @@ from collections.abc import Awaitable, Callable, Iterable
 from dataclasses import dataclass
 from typing import Any
 
+from faust.types import TP
+
 from motwatch.agents.input_topic import InputTopic
+from motwatch.agents.protocols import AgentApp, AgentEvent, EventStream
 from motwatch.core.clock import NEVER, PartitionClock
 from motwatch.core.deadletter import dead_letter_record, encode_dead_letter, kafka_source
 from motwatch.core.dispatch import Inbound, JourneyDispatch, Outcome
@@ -30,7 +33,6 @@ from motwatch.core.journey import JourneyState
 from motwatch.core.partitioner import partition_for_key
 from motwatch.core.records import RECORD, TICK, control_headers, header_map, tick_body
 from motwatch.core.validation import Rejection
-from motwatch.streams.app import Motwatch
 from motwatch.streams.writebehind import PackedWriteBehind, WriteBehind
 
 log = logging.getLogger("motwatch.journeys")
@@ -50,7 +52,7 @@ class PartitionEngines:
     ``flush`` writes them, and the clocks of the partitions that had records.
     """
 
-    def __init__(self, mw: Motwatch, inputs: Callable[[], list[str]] = list) -> None:
+    def __init__(self, mw: AgentApp, inputs: Callable[[], list[str]] = list) -> None:
         self.mw = mw
         # The source partitions of the input topic: every new engine's clock waits for them.
         self.inputs = inputs
@@ -143,9 +145,9 @@ class JourneysAgent:
     """What the agent does with each batch of records (tests drive it without a broker)."""
 
     engines: PartitionEngines
-    handle: Callable[[Any], Awaitable[None]]
+    handle: Callable[[AgentEvent], Awaitable[None]]
 
-    async def process(self, batch: Iterable[Any]) -> None:
+    async def process(self, batch: Iterable[AgentEvent]) -> None:
         """Handle each record, then write the changed journeys.
 
         Faust acks a batch when the next one is asked for, or when the agent
@@ -159,7 +161,7 @@ class JourneysAgent:
             await self.engines.flush()
 
 
-def register(mw: Motwatch, inputs: InputTopic) -> JourneysAgent:
+def register(mw: AgentApp, inputs: InputTopic) -> JourneysAgent:
     engines = PartitionEngines(mw, inputs.sources)
     dispatch = JourneyDispatch(
         mw.settings, engines.get, partitions=mw.settings.partitions, direct=inputs.direct, reads=inputs.reads
@@ -171,7 +173,7 @@ def register(mw: Motwatch, inputs: InputTopic) -> JourneysAgent:
     inputs.on_direct = set_direct
 
     @mw.app.on_partitions_revoked.connect
-    async def _revoked(app: Any, revoked: Any, **kwargs: Any) -> None:
+    async def _revoked(app: object, revoked: set[TP], **kwargs: Any) -> None:
         await engines.forget()
 
     send = mw.send
@@ -200,7 +202,7 @@ def register(mw: Motwatch, inputs: InputTopic) -> JourneysAgent:
                 headers=out.headers,
             )
 
-    def inbound(event: Any, **extra: Any) -> Inbound:
+    def inbound(event: AgentEvent, **extra: Any) -> Inbound:
         message = event.message
         value = event.value if isinstance(event.value, bytes) else bytes(event.value or b"")
         stamp = message.timestamp
@@ -214,7 +216,7 @@ def register(mw: Motwatch, inputs: InputTopic) -> JourneysAgent:
             **extra,
         )
 
-    async def take_touchpoint(event: Any) -> None:
+    async def take_touchpoint(event: AgentEvent) -> None:
         """A touchpoint as produced: validated, applied here or re-keyed, or dead-lettered."""
         metrics.received.inc()
         outcome = dispatch.touchpoint(inbound(event, behind=inputs.behind(event.message)))
@@ -224,7 +226,7 @@ def register(mw: Motwatch, inputs: InputTopic) -> JourneysAgent:
             metrics.accept(outcome.event)
         await carry_out(outcome, event.key)
 
-    async def handle(event: Any) -> None:
+    async def handle(event: AgentEvent) -> None:
         """A record of the re-keyed topic: a touchpoint, or a record the worker itself wrote."""
         headers = header_map(event.headers)
         outcome = dispatch.journey_record(inbound(event, headers=headers))
@@ -239,7 +241,7 @@ def register(mw: Motwatch, inputs: InputTopic) -> JourneysAgent:
     ingest_timer = mw.metrics.processing.labels("ingest").time
     journeys_timer = mw.metrics.processing.labels("journeys").time
 
-    async def handle_safely(event: Any) -> None:
+    async def handle_safely(event: AgentEvent) -> None:
         produced = event.message.topic == touchpoints_topic
         try:
             if produced:
@@ -267,7 +269,7 @@ def register(mw: Motwatch, inputs: InputTopic) -> JourneysAgent:
     shell = JourneysAgent(engines, handle_safely)
 
     @mw.app.agent(mw.journey_inputs, name="journeys")
-    async def journeys(stream: Any) -> None:
+    async def journeys(stream: EventStream) -> None:
         async for batch in stream.take_events(BATCH_MAX, within=BATCH_WITHIN_S):
             await shell.process(batch)
 

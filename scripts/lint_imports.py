@@ -1,4 +1,4 @@
-"""Check the layers' import contracts (pyproject's ``[tool.importlinter]``) on motwatch laid out as it installs.
+"""Check the layers' import contracts (pyproject's ``[tool.importlinter]``) on motwatch as it installs.
 
 ``streams/`` and ``agents/`` install as ``motwatch.streams`` and
 ``motwatch.agents`` (pyproject's ``package-dir``), which import-linter cannot
@@ -44,7 +44,7 @@ def check(repo: Path) -> subprocess.CompletedProcess[str]:
             [
                 sys.executable,
                 "-c",
-                "import sys; from importlinter.cli import lint_imports_command; sys.exit(lint_imports_command())",
+                "import sys, importlinter.cli as cli; sys.exit(cli.lint_imports_command())",
                 str(repo / "pyproject.toml"),
                 "--no-cache",
                 "--no-logo",

@@ -6,26 +6,32 @@ meets a message it cannot decode (it would ack it and crash the agent).
 
 from __future__ import annotations
 
+import asyncio
 from collections.abc import Callable, Iterable
 from dataclasses import dataclass
 from pathlib import Path
-from types import SimpleNamespace
-from typing import Any
+from typing import Any, cast
 
 import faust
-from faust.sensors.prometheus import PrometheusMonitor, setup_prometheus_sensors
+from aiokafka import AIOKafkaProducer
+from aiokafka.producer.message_accumulator import BatchBuilder
+from aiokafka.structs import RecordMetadata
+from faust.sensors.prometheus import FaustMetrics, PrometheusMonitor, setup_prometheus_sensors
 from faust.serializers import codecs
+from faust.types import TP, CollectionT, EventT, Message, PendingMessage, ProducerT, StreamT
+from faust.types.tuples import RecordMetadata as FaustRecordMetadata
 
 from motwatch.settings import Settings
 from motwatch.streams.consumer import PromptConsumer
+from motwatch.streams.faust_internals import aiokafka_producer, codec_type, prometheus_metrics
 from motwatch.streams.metrics import Metrics
 
 
 class TextCodec(codecs.Codec):
     """Table keys as UTF-8 text both ways (Faust's raw codec would return bytes on recovery)."""
 
-    def _dumps(self, obj: Any) -> bytes:
-        return obj.encode("utf-8")
+    def _dumps(self, s: Any) -> bytes:
+        return s.encode("utf-8")
 
     def _loads(self, s: bytes) -> Any:
         return s.decode("utf-8")
@@ -47,35 +53,43 @@ class LeanPrometheusMonitor(PrometheusMonitor):
     and send errors are recorded as before.
     """
 
-    def on_message_in(self, tp: Any, offset: int, message: Any) -> None:
-        self._metrics.messages_received.inc()
+    def __init__(self, metrics: FaustMetrics, **kwargs: Any) -> None:
+        super().__init__(metrics=metrics, **kwargs)
+        self.faust_metrics = metrics
 
-    def on_stream_event_in(self, tp: Any, offset: int, stream: Any, event: Any) -> None:
+    def on_message_in(self, tp: TP, offset: int, message: Message) -> None:
+        self.faust_metrics.messages_received.inc()
+
+    def on_stream_event_in(self, tp: TP, offset: int, stream: StreamT, event: EventT) -> None:
         return None
 
-    def on_stream_event_out(self, tp: Any, offset: int, stream: Any, event: Any, state: Any = None) -> None:
+    def on_stream_event_out(
+        self, tp: TP, offset: int, stream: StreamT, event: EventT, state: dict | None = None
+    ) -> None:
         pass
 
-    def on_message_out(self, tp: Any, offset: int, message: Any) -> None:
+    def on_message_out(self, tp: TP, offset: int, message: Message) -> None:
         pass
 
-    def on_table_get(self, table: Any, key: Any) -> None:
+    def on_table_get(self, table: CollectionT, key: Any) -> None:
         pass
 
-    def on_table_set(self, table: Any, key: Any, value: Any) -> None:
+    def on_table_set(self, table: CollectionT, key: Any, value: Any) -> None:
         pass
 
-    def on_table_del(self, table: Any, key: Any) -> None:
+    def on_table_del(self, table: CollectionT, key: Any) -> None:
         pass
 
-    def on_send_initiated(self, producer: Any, topic: str, message: Any, keysize: int, valsize: int) -> Any:
+    def on_send_initiated(
+        self, producer: ProducerT, topic: str, message: PendingMessage, keysize: int, valsize: int
+    ) -> Any:
         return None
 
-    def on_send_completed(self, producer: Any, state: Any, metadata: Any) -> None:
+    def on_send_completed(self, producer: ProducerT, state: Any, metadata: FaustRecordMetadata) -> None:
         pass
 
-    def on_send_error(self, producer: Any, exc: BaseException, state: Any) -> None:
-        self._metrics.total_error_messages_sent.inc()
+    def on_send_error(self, producer: ProducerT, exc: BaseException, state: Any) -> None:
+        self.faust_metrics.total_error_messages_sent.inc()
 
 
 @dataclass
@@ -89,8 +103,10 @@ class Motwatch:
     journey_inputs: faust.TopicT
     moments: faust.TopicT
     deadletter: faust.TopicT
-    journeys: Any  # faust Table[str, bytes]: JourneyState.pack()
-    clocks: Any  # faust Table[str, dict]
+    # Journey states as the changelog's bytes (JourneyState.pack), by journey key.
+    journeys: faust.Table[str, bytes]
+    # Each journey partition's clock (PartitionClock.to_dict), by partition number.
+    clocks: faust.Table[str, dict[str, Any]]
     metrics: Metrics
 
     async def send(
@@ -126,7 +142,7 @@ class Motwatch:
         At least once like ``send``: Faust flushes the producer (these batches
         included) before it commits offsets.
         """
-        producer = self.app.producer._ensure_producer()  # the aiokafka producer Faust started
+        producer = aiokafka_producer(self.app)
         batch, count = producer.create_batch(), 0
         for key, value in records:
             if batch.append(key=key, value=value, timestamp=None) is None:  # full
@@ -143,11 +159,16 @@ class Motwatch:
 
 
 async def _submit(
-    producer: Any, batch: Any, count: int, topic: str, partition: int, on_written: Callable[[int], None]
+    producer: AIOKafkaProducer,
+    batch: BatchBuilder,
+    count: int,
+    topic: str,
+    partition: int,
+    on_written: Callable[[int], None],
 ) -> None:
-    written = await producer.send_batch(batch, topic, partition=partition)
+    written: asyncio.Future[RecordMetadata] = await producer.send_batch(batch, topic, partition=partition)
 
-    def done(fut: Any) -> None:
+    def done(fut: asyncio.Future[RecordMetadata]) -> None:
         if not fut.cancelled() and fut.exception() is None:
             on_written(fut.result().offset + count - 1)  # the batch's base offset + its records
 
@@ -158,24 +179,12 @@ def _raw_topic(app: faust.App, *names: str, partitions: int) -> faust.TopicT:
     return app.topic(*names, key_serializer="raw", value_serializer="raw", partitions=partitions)
 
 
-def _stored_as(codec: str) -> type:
-    """A stand-in type that tells Faust which codec a table's keys or values use.
-
-    Faust takes a table's codecs from its key and value types (it reads
-    ``typ._options.serializer``, then ``typ.from_data``), and it builds the
-    changelog topic and the store from them when the table is declared.
-    """
-    return type(
-        f"StoredAs_{codec}",
-        (),
-        {"_options": SimpleNamespace(serializer=codec), "from_data": staticmethod(lambda data, **_: data)},
+def _table(app: faust.App, name: str, partitions: int, value_codec: str) -> faust.Table[str, Any]:
+    """A table with text keys and values in ``value_codec`` (as Faust's app builds it: a faust.Table)."""
+    table = app.Table(
+        name, partitions=partitions, key_type=codec_type("text"), value_type=codec_type(value_codec)
     )
-
-
-def _table(app: faust.App, name: str, partitions: int, value_codec: str) -> Any:
-    return app.Table(
-        name, partitions=partitions, key_type=_stored_as("text"), value_type=_stored_as(value_codec)
-    )
+    return cast("faust.Table[str, Any]", table)
 
 
 def create_app(settings: Settings, *, input_partitions: int | None = None) -> Motwatch:
@@ -236,7 +245,7 @@ def create_app(settings: Settings, *, input_partitions: int | None = None) -> Mo
     )
     # /metrics serves our series and Faust's own (offsets, commits, sends) from one registry.
     setup_prometheus_sensors(app, registry=mw.metrics.registry, name_prefix="faust")
-    app.monitor = LeanPrometheusMonitor(metrics=app.monitor._metrics)
+    app.monitor = LeanPrometheusMonitor(metrics=prometheus_metrics(app.monitor))
     from motwatch.agents import input_topic, journeys
 
     partitions = settings.partitions if input_partitions is None else input_partitions

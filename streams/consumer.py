@@ -32,10 +32,15 @@ from typing import Any
 from faust.transport.drivers.aiokafka import Consumer
 from mode.services import WaitResults
 
+from motwatch.streams.faust_internals import consumer_thread
+
 
 class PromptConsumer(Consumer):
     """Faust's aiokafka consumer, with deliveries that need not wait run without tasks, and
-    seeks that lose no record."""
+    seeks that lose no record.
+
+    The three methods it overrides are hooks of Faust's fetch loop and recovery, listed in
+    ``streams/faust_internals.py`` (``OVERRIDDEN``) with the signatures they must keep."""
 
     async def perform_seek(self) -> None:
         """Seek every partition to where reading resumes, the flow stopped from the start.
@@ -60,12 +65,12 @@ class PromptConsumer(Consumer):
         changelogs = self.app.tables.changelog_topics
         unsought = [tp for tp, offset in committed.items() if not offset and tp.topic not in changelogs]
         if unsought:
-            await self._thread.seek_to_beginning(*unsought)
+            await consumer_thread(self).seek_to_beginning(*unsought)
         return committed
 
     async def wait_first(self, *coros: Any, timeout: Any = None) -> WaitResults:
         first = coros[0] if coros else None
-        if not asyncio.iscoroutine(first) or self._stopped.is_set() or self._crashed.is_set():
+        if not asyncio.iscoroutine(first) or self.should_stop:  # stopped or crashed: Faust's way says so
             return await super().wait_first(*coros, timeout=timeout)
         try:
             awaiting = first.send(None)

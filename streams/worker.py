@@ -12,6 +12,7 @@ import faust
 from motwatch.garbage import collect_less_often
 from motwatch.settings import Settings
 from motwatch.streams.app import create_app
+from motwatch.streams.faust_internals import shutdown_signalled
 
 
 class BoundedWorker(faust.Worker):
@@ -19,8 +20,9 @@ class BoundedWorker(faust.Worker):
 
     grace_s: float = 20.0
 
+    # Overrides a private method of mode's worker (streams/faust_internals.py: OVERRIDDEN).
     def _schedule_shutdown(self, signal: object) -> None:  # type: ignore[override]
-        if not self._signal_stop_time:
+        if not shutdown_signalled(self):
             timer = threading.Timer(self.grace_s, self._give_up)
             timer.daemon = True
             timer.start()

@@ -15,11 +15,12 @@ objects, and only until the batch is flushed.
 from __future__ import annotations
 
 import logging
-from collections.abc import Awaitable, Callable, Iterator, MutableMapping
-from typing import Any
+from collections.abc import Awaitable, Callable, Iterable, Iterator, MutableMapping
+from typing import Any, Protocol, runtime_checkable
 
 from faust.serializers import codecs
 from faust.types import TP
+from faust.types.codecs import CodecArg
 
 log = logging.getLogger("motwatch.tables")
 
@@ -29,10 +30,50 @@ _DELETED = object()
 SendBatch = Callable[[str, int, list[tuple[bytes, bytes | None]], Callable[[int], None]], Awaitable[None]]
 
 
+@runtime_checkable
+class TableStore(Protocol):
+    """A table's store as a write-behind view uses it: the values by key, and how far the
+    changelog is written (a RocksDB store recovers from there)."""
+
+    def get(self, key: str, default: Any, /) -> Any: ...
+
+    def pop(self, key: str, default: Any, /) -> Any: ...
+
+    def keys(self) -> Iterable[str]: ...
+
+    def __setitem__(self, key: str, value: Any, /) -> None: ...
+
+    def __contains__(self, key: object, /) -> bool: ...
+
+    def set_persisted_offset(self, tp: TP, offset: int) -> None: ...
+
+
+@runtime_checkable
+class ChangelogTopic(Protocol):
+    def get_topic_name(self) -> str: ...
+
+
+@runtime_checkable
+class ChangelogTable(Protocol):
+    """A changelog-backed table as a write-behind view uses it (a ``faust.Table`` is one)."""
+
+    @property
+    def data(self) -> TableStore: ...
+
+    @property
+    def changelog_topic(self) -> ChangelogTopic: ...
+
+    @property
+    def key_serializer(self) -> CodecArg: ...
+
+    @property
+    def value_serializer(self) -> CodecArg: ...
+
+
 class WriteBehind(MutableMapping[str, Any]):
     """Pending writes of one table partition over the table's store."""
 
-    def __init__(self, table: Any, partition: int, send_batch: SendBatch) -> None:
+    def __init__(self, table: ChangelogTable, partition: int, send_batch: SendBatch) -> None:
         self.table = table
         self.partition = partition
         self.send_batch = send_batch
@@ -131,7 +172,7 @@ class PackedWriteBehind(WriteBehind):
 
     def __init__(
         self,
-        table: Any,
+        table: ChangelogTable,
         partition: int,
         send_batch: SendBatch,
         pack: Callable[[Any], bytes],

@@ -34,8 +34,9 @@ that order: the worker may take them before ticks and progress written to
 the re-keyed topic before they were read. Their progress holds the pace
 between ticks like any other, but a tick judges only by what the re-keyed
 topic had told before it: a source heard from only here is still awaited,
-and the source a tick lets set the pace is taken at what it was then, not at
-what it has read since, while the others' news of that time still comes.
+and a source a tick lets set the pace does so at what the re-keyed topic
+said it had read, not at what was read here since, while the other
+sources' news of that time is still on its way.
 """
 
 from __future__ import annotations
@@ -139,10 +140,12 @@ class PartitionClock:
             return min(self.sources.values())
         if any(source not in here for source in self.awaited):
             return NEVER
-        known = dict(here)
-        for source, at in self.sources.items():
-            known[source] = max(at, here.get(source, NEVER))
-        return min(known.values())
+        sources = self.sources
+        pace = min(max(at, sources.get(source, NEVER)) for source, at in here.items())
+        for source, at in sources.items():
+            if at < pace and source not in here:
+                pace = at
+        return pace
 
     def _release_awaited(self, wall_ms: int) -> None:
         """Inputs said to have nothing to read stop holding event time a whole tick interval later."""

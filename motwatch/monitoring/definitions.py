@@ -1,7 +1,7 @@
 """The one source of motwatch's dashboards, recording rules and alerts.
 
 Everything Grafana and Prometheus show about a worker is defined here, from the
-series that ``motwatch/metrics.py`` declares (plus Faust's own ``faust_…``
+series that ``streams/metrics.py`` declares (plus Faust's own ``faust_…``
 series and Prometheus's ``up`` and ``ALERTS``). ``python -m motwatch.monitoring``
 writes the dashboards, the Prometheus rules, Grafana's alert provisioning and
 the table of panels and alerts from it; a test checks the committed files are
@@ -994,7 +994,7 @@ ALERTS: tuple[Alert, ...] = (
     ),
 )
 
-# Series the alerts and panels read that motwatch/metrics.py does not declare.
+# Series the alerts and panels read that streams/metrics.py does not declare.
 PROMETHEUS_SERIES = ("up", "ALERTS")
 FAUST_SERIES = (
     "faust_messages_received_total",

@@ -64,8 +64,8 @@ def _tables(dashboards: tuple[Dashboard, ...], alerts: tuple[Alert, ...], headin
         )
     out += [
         "",
-        "Each alert's expression is in `grafana/rules/motwatch.rules.yml`; `tests/monitoring/promtool/` holds the unit "
-        "tests that show it firing and not firing.",
+        "Each alert's expression is in `grafana/rules/motwatch.rules.yml`; `tests/monitoring/promtool/` "
+        "holds the unit tests that show it firing and not firing.",
     ]
     return out
 

@@ -1,8 +1,9 @@
 """The journey agent's Kafka side, without a broker: batches, tables, announcements.
 
 The agent is driven through ``JourneysAgent.process`` with stand-ins for the
-producer, the consumer and the two tables (where records go, and what they
-do to the engines, is the dispatch's: ``tests/test_dispatch.py``). A tick
+producer, the consumer and the two tables: small classes that implement the
+Protocols of ``agents/protocols.py`` (where records go, and what they do to
+the engines, is the dispatch's: ``tests/core/test_dispatch.py``). A tick
 that fires timeouts must send their moments even when saving the
 partition's clock fails (as it did when the clocks changelog was not yet
 known to the consumer); the journeys must reach the table once per batch,
@@ -12,11 +13,13 @@ with the partition's clock; progress is announced only when there is news.
 from __future__ import annotations
 
 import asyncio
+from collections.abc import Callable
+from dataclasses import dataclass
 from datetime import datetime
-from types import SimpleNamespace
-from typing import Any, NamedTuple
+from typing import Any, NamedTuple, TypeVar
 
 import orjson
+from faust.types import TP
 
 from motwatch.agents import input_topic, journeys
 from motwatch.commands.detect import run_detect
@@ -25,25 +28,46 @@ from motwatch.core.partitioner import partition_for_key
 from motwatch.core.records import SOURCE_PROGRESS, TICK, control_headers, encode_body
 from motwatch.settings import Settings
 from motwatch.simulation import SimulationConfig, simulate
+from motwatch.streams.app import TextCodec
 from motwatch.streams.metrics import Metrics
 
 CLOCKS_CHANGELOG = "clocks-changelog"
 FLUSHED = "(acknowledged)"
 
+V = TypeVar("V")
+F = TypeVar("F")
+
+
+class Written(NamedTuple):
+    """What the broker says of a record it has (aiokafka's ``RecordMetadata``, as far as it is read)."""
+
+    offset: int
+
 
 class Producer:
+    """The worker's producer: records sent are kept, in order (``AgentProducer``, and what
+    ``send`` and ``send_batch`` hand records to)."""
+
     def __init__(self, failing_topic: str | None = None) -> None:
         self.sent: list[tuple[str, bytes | None, bytes | None, int | None]] = []
         self.headers: list[list[tuple[str, bytes]]] = []
         self.failing_topic = failing_topic
 
-    async def send(self, topic, key, value, partition, timestamp, headers):
+    async def send(
+        self,
+        topic: str,
+        key: bytes | None,
+        value: bytes | None,
+        partition: int | None,
+        timestamp: float | None,
+        headers: list[tuple[str, bytes]] | None,
+    ) -> asyncio.Future[Written]:
         if topic == self.failing_topic:
             raise RuntimeError(f"{topic} has 0 partitions")
         self.sent.append((topic, key, value, partition))
         self.headers.append(list(headers or ()))
-        fut = asyncio.get_running_loop().create_future()
-        fut.set_result(SimpleNamespace(offset=len(self.sent)))
+        fut: asyncio.Future[Written] = asyncio.get_running_loop().create_future()
+        fut.set_result(Written(offset=len(self.sent)))
         return fut
 
     async def flush(self) -> None:
@@ -55,87 +79,172 @@ class Producer:
         return [(k, v) for t, k, v, _ in self.sent if t == topic]
 
 
-class Table(dict):
-    """A table's interface as the agent uses it: a dict that is also its own store."""
+class Changelog:
+    """A table's changelog topic, as far as its name (``ChangelogTopic``)."""
 
-    def __init__(self, app: Any, name: str, value_serializer: str) -> None:
+    def __init__(self, name: str) -> None:
+        self.name = name
+
+    def get_topic_name(self) -> str:
+        return self.name
+
+
+class Table(dict[str, V]):
+    """A table as the agent uses it (``AgentTable``): a dict that is also its own store (``TableStore``)."""
+
+    def __init__(self, name: str, value_serializer: str) -> None:
         super().__init__()
-        self.app = app
         self.data = self
-        self.key_serializer = "text"
+        self.key_serializer = TextCodec()  # the app's tables' keys: text
         self.value_serializer = value_serializer
-        self.changelog_topic = SimpleNamespace(get_topic_name=lambda: f"{name}-changelog")
+        self.changelog_topic = Changelog(f"{name}-changelog")
 
-    def set_persisted_offset(self, tp: Any, offset: int) -> None:
+    def set_persisted_offset(self, tp: TP, offset: int) -> None:
         pass
 
 
-def _agent(
-    producer: Producer, partitions: int = 1, direct: bool = True, lateness_s: float = 0
-) -> tuple[journeys.JourneysAgent, SimpleNamespace]:
-    settings = Settings(partitions=partitions, allowed_lateness_s=lateness_s, idle_advance_s=0)
-    app = SimpleNamespace(
-        producer=producer,
-        agent=lambda *a, **k: lambda f: f,
-        timer=lambda *a, **k: lambda f: f,
-        task=lambda f: f,
-        consumer=Consumer({}),
-        on_partitions_revoked=SimpleNamespace(connect=lambda f: f),
-        on_partitions_assigned=SimpleNamespace(connect=lambda f: f),
-    )
-
-    async def send(topic, key, value, *, partition=None, timestamp=None, headers=None):
-        await producer.send(topic, key, value, partition, timestamp, headers)
-
-    async def send_batch(topic, partition, records, on_written):
-        for key, value in records:
-            await producer.send(topic, key, value, partition, None, None)
-        on_written(len(producer.sent) - 1)
-
-    class ByJourney:
-        async def send(self, key, value, partition, headers):
-            await producer.send(settings.by_journey_topic, key, value, partition, None, headers)
-
-    mw = SimpleNamespace(
-        settings=settings,
-        app=app,
-        by_journey=ByJourney(),
-        journey_inputs=None,
-        journeys=Table(app, "journeys", "raw"),
-        clocks=Table(app, "clocks", "json"),
-        metrics=Metrics(),
-        send=send,
-        send_batch=send_batch,
-    )
-    return _register(mw, direct), mw
-
-
-class TP(NamedTuple):
-    topic: str
-    partition: int
-
-
 class Consumer:
-    """The consumer as the agent asks it: partition ends (high watermarks) and positions."""
+    """The consumer as the agent asks it (``AgentConsumer``): partition ends (high watermarks)."""
 
     def __init__(self, ends: dict[tuple[str, int], int]) -> None:
         self.ends = ends
-        self._committed_offset: dict[Any, int] = {}
+        # Faust's committed offsets, which motwatch.streams.faust_internals.committed_offsets reads.
+        self._committed_offset: dict[TP, int | None] = {}
 
-    def highwater(self, tp: tuple[str, int]) -> int | None:
+    def highwater(self, tp: TP) -> int | None:
         return self.ends.get(tp)
 
     def assignment(self) -> list[TP]:
         return [TP(t, p) for t, p in self.ends]
 
-    async def earliest_offsets(self, *tps: Any) -> dict[Any, int]:
+    async def position(self, tp: TP) -> int | None:
+        return None  # not known: only the gauges' timer asks, and timers do not run here
+
+    async def earliest_offsets(self, *tps: TP) -> dict[TP, int]:
         return dict.fromkeys(tps, 0)
 
     def topic_partitions(self, topic: str) -> int | None:
         return None
 
 
-def _register(mw: SimpleNamespace, direct: bool = True) -> journeys.JourneysAgent:
+class Signal:
+    """A rebalance signal (``RebalanceSignal``): handlers connect, and are never called here."""
+
+    def connect(self, fun: F) -> F:
+        return fun
+
+
+def _registered(fun: F) -> F:
+    return fun
+
+
+class FaustApp:
+    """The Faust app as the agents use it (``AgentRuntime``): agents, timers and tasks are
+    registered and never run; the tests call what they run."""
+
+    def __init__(self, producer: Producer, consumer: Consumer) -> None:
+        self.producer = producer
+        self.consumer = consumer
+        self.on_partitions_assigned = Signal()
+        self.on_partitions_revoked = Signal()
+        self.should_stop = False
+
+    async def sleep(self, n: float) -> None:
+        pass
+
+    def agent(self, channel: Any, *, name: str) -> Callable[[F], F]:
+        return _registered
+
+    def timer(self, interval: float, on_leader: bool = False, *, name: str) -> Callable[[F], F]:
+        return _registered
+
+    def task(self, fun: F) -> F:
+        return fun
+
+
+class ByJourney:
+    """The re-keyed topic (``RecordTopic``): what is sent to it goes to the producer."""
+
+    def __init__(self, producer: Producer, topic: str) -> None:
+        self.producer = producer
+        self.topic = topic
+
+    async def send(
+        self, *, key: bytes | None, value: bytes, partition: int, headers: list[tuple[str, bytes]]
+    ) -> asyncio.Future[Written]:
+        return await self.producer.send(self.topic, key, value, partition, None, headers)
+
+
+class Shell:
+    """Everything the agents share (``AgentApp``), over one producer."""
+
+    def __init__(self, settings: Settings, producer: Producer) -> None:
+        self.settings = settings
+        self.producer = producer
+        self.app = FaustApp(producer, Consumer({}))
+        self.journey_inputs: object = None
+        self.by_journey = ByJourney(producer, settings.by_journey_topic)
+        self.journeys: Table[bytes] = Table("journeys", "raw")
+        self.clocks: Table[dict[str, Any]] = Table("clocks", "json")
+        self.metrics = Metrics()
+
+    async def send(
+        self,
+        topic: str,
+        key: bytes | None,
+        value: bytes | None,
+        *,
+        partition: int | None = None,
+        timestamp: float | None = None,
+        headers: list[tuple[str, bytes]] | None = None,
+    ) -> None:
+        await self.producer.send(topic, key, value, partition, timestamp, headers)
+
+    async def send_batch(
+        self,
+        topic: str,
+        partition: int,
+        records: list[tuple[bytes, bytes | None]],
+        on_written: Callable[[int], None],
+    ) -> None:
+        for key, value in records:
+            await self.producer.send(topic, key, value, partition, None, None)
+        on_written(len(self.producer.sent) - 1)
+
+
+@dataclass(frozen=True)
+class Message:
+    """Where a record was read (``AgentMessage``)."""
+
+    topic: str
+    partition: int
+    offset: int
+    timestamp: float | None = None
+
+    @property
+    def tp(self) -> TP:
+        return TP(self.topic, self.partition)
+
+
+@dataclass(frozen=True)
+class Event:
+    """A record as the agent's stream hands it out (``AgentEvent``)."""
+
+    message: Message
+    key: bytes | None
+    value: bytes | None
+    headers: list[tuple[str, bytes]]
+
+
+def _agent(
+    producer: Producer, partitions: int = 1, direct: bool = True, lateness_s: float = 0
+) -> tuple[journeys.JourneysAgent, Shell]:
+    settings = Settings(partitions=partitions, allowed_lateness_s=lateness_s, idle_advance_s=0)
+    mw = Shell(settings, producer)
+    return _register(mw, direct), mw
+
+
+def _register(mw: Shell, direct: bool = True) -> journeys.JourneysAgent:
     partitions = mw.settings.partitions if direct else mw.settings.partitions + 1
     return journeys.register(mw, input_topic.register(mw, partitions=partitions))
 
@@ -147,14 +256,11 @@ def _record(
     headers: list[tuple[str, bytes]],
     topic: str = "touchpoints-by-journey",
     partition: int = 0,
-) -> Any:
-    message = SimpleNamespace(
-        topic=topic, partition=partition, offset=offset, tp=(topic, partition), timestamp=None
-    )
-    return SimpleNamespace(message=message, key=key, value=value, headers=headers)
+) -> Event:
+    return Event(Message(topic, partition, offset), key=key, value=value, headers=headers)
 
 
-def _batches() -> list[list[Any]]:
+def _batches() -> list[list[Event]]:
     """Touchpoints, their source's progress, then two ticks far apart: the second fires the rest."""
     lines = simulate(SimulationConfig(journeys=40, seed=3)).lines
     touchpoints = []
@@ -175,7 +281,7 @@ def _batches() -> list[list[Any]]:
     ]
 
 
-async def _run(producer: Producer) -> tuple[list[tuple[bytes | None, bytes | None]], SimpleNamespace]:
+async def _run(producer: Producer) -> tuple[list[tuple[bytes | None, bytes | None]], Shell]:
     agent, mw = _agent(producer)
     topic = mw.settings.moments_topic
     *batches, last_tick = _batches()
@@ -330,10 +436,15 @@ async def test_the_repeated_action_survives_a_failure_and_ends_with_the_app(capl
     calls: list[int] = []
     waits: list[float] = []
 
-    async def wait(seconds: float) -> None:  # the app's sleep, which the loop awaits between runs
-        waits.append(seconds)
+    class App:
+        """The app as the repeated action asks it (``Sleeper``)."""
 
-    app = SimpleNamespace(should_stop=False, sleep=wait)
+        should_stop = False
+
+        async def sleep(self, n: float) -> None:  # which the loop awaits between runs
+            waits.append(n)
+
+    app = App()
 
     async def action() -> None:
         calls.append(len(calls))

@@ -18,6 +18,8 @@ from motwatch.streams.schema import MomentRecord
 from tests.journeys import line
 from tests.workers import run_cli
 
+pytestmark = pytest.mark.external
+
 COMMANDS = (
     "worker",
     "produce",

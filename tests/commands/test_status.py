@@ -67,6 +67,19 @@ class Server:
         self.thread.join(5)
 
 
+# A duration as status prints it: 3.4 s, 42 s, 2m 05s, 1h 02m, 3d 04h.
+DURATION = r"\d+(?:\.\d)? s|\d+[mhd] \d\d[smh]"
+
+
+def seconds_of(duration: str) -> float:
+    """A printed duration back in seconds (to the precision printed)."""
+    if duration.endswith(" s"):
+        return float(duration[:-2])
+    big, small = duration.split()
+    units = {"m": 60, "h": 3600, "d": 86400, "s": 1}
+    return int(big[:-1]) * units[big[-1]] + int(small[:-1]) * units[small[-1]]
+
+
 def busy_worker() -> Metrics:
     """A worker's registry after some traffic, through the same calls the agents make."""
     m = Metrics()
@@ -130,7 +143,14 @@ def test_status_reads_a_worker_twice_and_summarises_it(worker: tuple[Metrics, Se
     assert re.search(r"Rejected\s+invalid_json 8 \([\d.]+/s\), bad_timestamp 3 \(0\.0/s\)", text), text
     lag = "12 messages: motwatch.touchpoints 12 [p0:5 p1:7]; motwatch.touchpoints-by-journey 0 [p0:0]"
     assert f"Consumer lag  {lag}" in text
-    assert re.search(r"Watermark\s+behind the wall clock: p0 2m 0[5-7]s, p1 [3-5]\.\d s", text), text
+    # Behind by what it was behind when set (125 s, 3 s) plus however long ago that was.
+    shown = re.search(rf"Watermark\s+behind the wall clock: p0 ({DURATION}), p1 ({DURATION})\n", text)
+    assert shown, text
+    for partition, behind_when_set, printed in ((0, 125, shown.group(1)), (1, 3, shown.group(2))):
+        set_to = metrics.registry.get_sample_value(
+            "motwatch_watermark_seconds", {"partition": str(partition)}
+        )
+        assert behind_when_set - 0.5 <= seconds_of(printed) <= time.time() - set_to + 0.5, text
     assert "Event lag     p50 0.5 s, p95 4.5 s" in text
     assert "State         42 active journeys, 7 open timeouts" in text
     rows = {line.split()[0]: line.split()[1:] for line in text.splitlines() if line.startswith("  ")}
@@ -230,16 +250,21 @@ def status_env(web_port: int | None = None) -> dict[str, str]:
     return env
 
 
+@pytest.mark.external
 def test_the_status_command_prints_the_summary(worker: tuple[Metrics, Server]) -> None:
     _, server = worker
     done = run_cli("status", "--url", server.url, "--window", "0.2", env=status_env(), timeout=60)
     assert done.returncode == 0, done.stderr.decode()
     out = done.stdout.decode()
-    assert out.startswith(f"motwatch worker at {server.url}/metrics   (rates over 0.")
+    window = re.match(
+        rf"motwatch worker at {re.escape(server.url)}/metrics   \(rates over ([\d.]+) s\)\n", out
+    )
+    assert window and float(window.group(1)) >= 0.2, out
     assert "State         42 active journeys, 7 open timeouts" in out
     assert server.reads == 2
 
 
+@pytest.mark.external
 def test_the_status_command_finds_the_worker_of_the_settings(worker: tuple[Metrics, Server]) -> None:
     _, server = worker
     port = int(server.url.rsplit(":", 1)[1])
@@ -248,6 +273,7 @@ def test_the_status_command_finds_the_worker_of_the_settings(worker: tuple[Metri
     assert f"127.0.0.1:{port}/metrics" in done.stdout.decode()
 
 
+@pytest.mark.external
 def test_the_status_command_on_an_unreachable_worker_is_one_line_and_fails() -> None:
     port = free_port()  # nothing listens there
     done = run_cli("status", "--url", f"127.0.0.1:{port}", "--window", "0", env=status_env(), timeout=60)
@@ -260,6 +286,7 @@ def test_the_status_command_on_an_unreachable_worker_is_one_line_and_fails() -> 
     )
 
 
+@pytest.mark.external
 def test_the_demo_prints_where_the_metrics_are_and_a_status_command_that_works(
     worker: tuple[Metrics, Server],
 ) -> None:

@@ -2,7 +2,7 @@
 
 * The committed files are what ``python -m motwatch.monitoring`` writes (regenerating changes nothing),
   the table of panels and alerts in README.md included.
-* Every metric name the dashboards and rules read is one a worker exports (``motwatch/metrics.py``),
+* Every metric name the dashboards and rules read is one a worker exports (``streams/metrics.py``),
   one of Faust's sensor series listed in the definitions (and really created by Faust's sensor),
   a recording rule of ours, or Prometheus's own ``up``/``ALERTS``.
 * Every alert has severity, owner, summary, description and what to look at first, in both
@@ -459,7 +459,10 @@ def test_promtool_check_rules_can_fail(promtool: str, tmp_path: Path) -> None:
 
 
 def test_the_unit_test_file_is_up_to_date() -> None:
-    assert cases.TEST_FILE.read_text(encoding="utf-8") == cases.render(), "run python -m tests.monitoring.promtool.cases"
+    rendered = cases.render()
+    assert cases.TEST_FILE.read_text(encoding="utf-8") == rendered, (
+        "run python -m tests.monitoring.promtool.cases"
+    )
 
 
 def test_every_alert_fires_and_stays_quiet_in_unit_tests() -> None:

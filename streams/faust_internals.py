@@ -1,0 +1,105 @@
+"""Every private Faust, mode and aiokafka attribute motwatch relies on, in one place.
+
+Faust's public API does not reach everything the worker needs: the aiokafka
+producer under Faust's (for whole produce batches), the Prometheus monitor's
+series, the consumer thread, the offsets Faust last committed, the worker's
+signal handling, the way Faust picks a table's codecs. Each is read here,
+by one small typed function; the methods motwatch's subclasses override
+that are private, or hooks of Faust's internals rather than extension
+points, are listed in ``OVERRIDDEN``. ``tests/streams/test_faust_internals.py``
+checks each against the installed faust-streaming, mode and aiokafka, so an
+upgrade that moves one fails there, by name, and nowhere else in motwatch
+touches their underscore names.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+from dataclasses import dataclass
+from types import SimpleNamespace
+from typing import cast
+
+import faust
+import mode
+from aiokafka import AIOKafkaProducer
+from faust.sensors.prometheus import FaustMetrics, PrometheusMonitor
+from faust.serializers import codecs
+from faust.transport.drivers import aiokafka as aiokafka_driver
+from faust.types import TP
+
+
+def aiokafka_producer(app: faust.App) -> AIOKafkaProducer:
+    """The aiokafka producer Faust's started producer sends with (``Producer._ensure_producer()``).
+
+    Raises ``faust.exceptions.NotReady`` before the producer has started.
+    """
+    return cast(aiokafka_driver.Producer, app.producer)._ensure_producer()
+
+
+def prometheus_metrics(monitor: object) -> FaustMetrics:
+    """The series of Faust's Prometheus monitor (``PrometheusMonitor._metrics``), to build another on."""
+    return cast(PrometheusMonitor, monitor)._metrics
+
+
+def consumer_thread(consumer: object) -> aiokafka_driver.AIOKafkaConsumerThread:
+    """The thread Faust's aiokafka consumer runs aiokafka's consumer in (``Consumer._thread``)."""
+    return cast(aiokafka_driver.AIOKafkaConsumerThread, cast(aiokafka_driver.Consumer, consumer)._thread)
+
+
+def committed_offsets(consumer: object) -> Mapping[TP, int | None]:
+    """The offset Faust last committed, or found committed, for each partition
+    (``Consumer._committed_offset``; a partition it knows none for reads as None)."""
+    return cast(aiokafka_driver.Consumer, consumer)._committed_offset
+
+
+def shutdown_signalled(worker: mode.Worker) -> bool:
+    """Whether the worker has had its stop signal: mode's ``Worker._signal_stop_time`` is set by
+    the first ``_schedule_shutdown``."""
+    return bool(worker._signal_stop_time)
+
+
+def codec_type(codec: str) -> type:
+    """A stand-in type that tells Faust which codec a table's keys or values use.
+
+    Faust takes a table's codecs from its key and value types: it reads
+    ``typ._options.serializer`` (a Faust model's options), then decodes with
+    ``typ.from_data``; it builds the changelog topic and the store from them
+    when the table is declared.
+    """
+    return type(
+        f"StoredAs_{codec}",
+        (),
+        {"_options": SimpleNamespace(serializer=codec), "from_data": staticmethod(lambda data, **_: data)},
+    )
+
+
+@dataclass(frozen=True)
+class Override:
+    """A method of a Faust or mode class that a motwatch subclass overrides, calling it with super().
+
+    ``parameters``: the method's parameters as ``base`` declares them, self
+    aside (the override takes the same); ``coroutine``: whether it is a
+    coroutine function; ``by``: the overriding class, as ``module:Class``.
+    """
+
+    base: type
+    name: str
+    coroutine: bool
+    parameters: tuple[str, ...]
+    by: str
+
+
+_PROMPT_CONSUMER = "motwatch.streams.consumer:PromptConsumer"
+
+OVERRIDDEN: tuple[Override, ...] = (
+    # The deadline on shutdown: what mode's worker calls on SIGTERM and SIGINT.
+    Override(faust.Worker, "_schedule_shutdown", False, ("signal",), "motwatch.streams.worker:BoundedWorker"),
+    # Table keys as text: what Faust's codec dumps and loads call.
+    Override(codecs.Codec, "_dumps", False, ("s",), "motwatch.streams.app:TextCodec"),
+    Override(codecs.Codec, "_loads", False, ("s",), "motwatch.streams.app:TextCodec"),
+    # Deliveries without tasks, seeks that lose no record: public names, but hooks of Faust's
+    # fetch loop and recovery rather than extension points.
+    Override(aiokafka_driver.Consumer, "perform_seek", True, (), _PROMPT_CONSUMER),
+    Override(aiokafka_driver.Consumer, "seek_to_committed", True, (), _PROMPT_CONSUMER),
+    Override(aiokafka_driver.Consumer, "wait_first", True, ("coros", "timeout"), _PROMPT_CONSUMER),
+)

@@ -1,0 +1,252 @@
+"""Each private Faust, mode and aiokafka name motwatch relies on, against the installed libraries.
+
+``streams/faust_internals.py`` reads them, and lists the methods motwatch's
+subclasses override; each test here checks one on real objects (an app made
+on the running loop, never started: no broker), so an upgrade that renames,
+removes or changes one fails here, by name. The last test keeps them in
+that one module.
+"""
+
+from __future__ import annotations
+
+import ast
+import asyncio
+import importlib
+import inspect
+import os
+import signal
+from collections.abc import Mapping
+from pathlib import Path
+from typing import Any, get_type_hints
+
+import faust
+import pytest
+from aiokafka import AIOKafkaProducer
+from faust.exceptions import NotReady
+from faust.sensors.prometheus import FaustMetrics
+from faust.serializers import codecs
+from faust.transport.drivers import aiokafka as aiokafka_driver
+from faust.types import TP
+
+from motwatch.settings import Settings
+from motwatch.streams.app import LeanPrometheusMonitor, create_app
+from motwatch.streams.faust_internals import (
+    OVERRIDDEN,
+    Override,
+    aiokafka_producer,
+    codec_type,
+    committed_offsets,
+    consumer_thread,
+    prometheus_metrics,
+    shutdown_signalled,
+)
+
+REPO = Path(__file__).resolve().parents[2]
+
+
+async def test_aiokafka_producer_is_the_one_faust_started() -> None:
+    """``Producer._ensure_producer()``: a plain method returning the aiokafka producer, which
+    refuses before the producer has started."""
+    app = create_app(Settings()).app
+    producer = app.producer
+    assert isinstance(producer, aiokafka_driver.Producer)
+    ensure = type(producer)._ensure_producer
+    assert inspect.isfunction(ensure) and not inspect.iscoroutinefunction(ensure)
+    assert list(inspect.signature(ensure).parameters) == ["self"]
+    assert get_type_hints(ensure)["return"] is AIOKafkaProducer
+    with pytest.raises(NotReady):
+        aiokafka_producer(app)
+
+
+async def test_prometheus_metrics_are_those_of_the_monitor_faust_set_up() -> None:
+    """``PrometheusMonitor._metrics``: set by its ``__init__`` to the series it records, which
+    ``setup_prometheus_sensors`` registers in the registry it is given."""
+    mw = create_app(Settings())
+    monitor = mw.app.monitor
+    assert isinstance(monitor, LeanPrometheusMonitor)
+    metrics = prometheus_metrics(monitor)
+    assert isinstance(metrics, FaustMetrics) and metrics is monitor.faust_metrics
+    before = mw.metrics.registry.get_sample_value("faust_messages_received_total")
+    metrics.messages_received.inc()
+    assert mw.metrics.registry.get_sample_value("faust_messages_received_total") == before + 1
+
+
+async def test_consumer_thread_is_the_thread_of_this_consumer() -> None:
+    """``Consumer._thread``: set by ``__init__`` to the aiokafka consumer thread, which seeks
+    partitions to their beginning with a coroutine."""
+    consumer = create_app(Settings()).app.consumer
+    thread = consumer_thread(consumer)
+    assert isinstance(thread, aiokafka_driver.AIOKafkaConsumerThread)
+    assert thread.consumer is consumer
+    seek = thread.seek_to_beginning
+    assert inspect.iscoroutinefunction(seek)
+    assert [(p.name, p.kind) for p in inspect.signature(seek).parameters.values()] == [
+        ("partitions", inspect.Parameter.VAR_POSITIONAL)
+    ]
+
+
+async def test_committed_offsets_are_where_faust_found_its_partitions_committed() -> None:
+    """``Consumer._committed_offset``: a mapping Faust fills with what ``seek_to_committed``
+    returns when it seeks (and commits); a partition it knows nothing of reads as None."""
+
+    class Committed(aiokafka_driver.Consumer):
+        async def seek_to_committed(self) -> Mapping[TP, int]:  # what the broker would say
+            return {TP("touchpoints", 0): 7, TP("touchpoints", 1): 3}
+
+    app = faust.App("internals", broker="kafka://localhost:1")
+    app.transport.Consumer = Committed
+    consumer = app.consumer
+    assert isinstance(consumer, Committed)
+    committed = committed_offsets(consumer)
+    assert committed.get(TP("touchpoints", 0)) is None
+    await consumer.perform_seek()
+    assert committed_offsets(consumer) is committed
+    assert {tp: committed.get(tp) for tp in (TP("touchpoints", p) for p in range(3))} == {
+        TP("touchpoints", 0): 7,
+        TP("touchpoints", 1): 3,
+        TP("touchpoints", 2): None,
+    }
+
+
+async def _stopped(worker: faust.Worker) -> None:
+    """Wait until the stop the worker scheduled on its signal is done."""
+    await asyncio.wait_for(worker.wait_until_stopped(), 10)
+
+
+async def test_shutdown_signalled_once_the_first_stop_signal_came() -> None:
+    """``Worker._signal_stop_time``: unset on a new worker, set by the first ``_schedule_shutdown``."""
+    worker = faust.Worker(create_app(Settings()).app, quiet=True, loop=asyncio.get_running_loop())
+    assert not shutdown_signalled(worker)
+    worker._schedule_shutdown(signal.SIGTERM)
+    assert shutdown_signalled(worker)
+    await _stopped(worker)
+    assert shutdown_signalled(worker)
+
+
+async def test_a_stop_signal_reaches_schedule_shutdown() -> None:
+    """``Worker._schedule_shutdown`` is what the worker's own SIGTERM handler calls (BoundedWorker
+    overrides it to put a deadline on the shutdown)."""
+    signalled: list[tuple[object, bool]] = []
+
+    class Recording(faust.Worker):  # overrides it as BoundedWorker does, without the deadline
+        def _schedule_shutdown(self, signal: Any) -> None:
+            signalled.append((signal, shutdown_signalled(self)))
+            super()._schedule_shutdown(signal)
+
+    loop = asyncio.get_running_loop()
+    worker = Recording(create_app(Settings()).app, quiet=True, loop=loop)
+    before = signal.getsignal(signal.SIGTERM)
+    worker.install_signal_handlers()
+    try:
+        # Never sent to a process that does not catch it: it would end the test run.
+        assert signal.getsignal(signal.SIGTERM) is not before, "the worker handles SIGTERM itself"
+        os.kill(os.getpid(), signal.SIGTERM)
+        await _stopped(worker)
+    finally:
+        for handled in (signal.SIGINT, signal.SIGTERM, signal.SIGUSR1, signal.SIGUSR2):
+            loop.remove_signal_handler(handled)
+    assert signalled == [(signal.SIGTERM, False)]
+
+
+def test_faust_codecs_dumps_and_loads_go_through_the_private_methods() -> None:
+    """``Codec._dumps``/``_loads``: what Faust's ``dumps``/``loads`` call, so the "text" codec
+    the tables' keys use is motwatch's TextCodec."""
+    assert codecs.dumps("text", "journée-1") == "journée-1".encode()
+    assert codecs.loads("text", "journée-1".encode()) == "journée-1"
+
+
+async def test_tables_take_their_codecs_from_the_codec_types() -> None:
+    """``typ._options.serializer``: where Faust looks for a table's codecs (and the store decodes
+    through ``typ.from_data``)."""
+    mw = create_app(Settings())
+    journeys, clocks = mw.journeys, mw.clocks
+    assert (journeys.key_serializer, journeys.value_serializer) == ("text", "raw")
+    assert (clocks.key_serializer, clocks.value_serializer) == ("text", "json")
+    serializers = mw.app.serializers
+    assert serializers.loads_key(journeys.key_type, b"journey-1", serializer="text") == "journey-1"
+    assert serializers.loads_value(clocks.value_type, b'{"watermark_ms": 5}', serializer="json") == {
+        "watermark_ms": 5
+    }
+    assert faust.Table(mw.app, name="plain", key_type=codec_type("text")).key_serializer == "text"
+
+
+def _parameters(method: Any) -> list[tuple[str, Any]]:
+    """A method's parameters, self aside: (name, kind)."""
+    return [(p.name, p.kind) for p in list(inspect.signature(method).parameters.values())[1:]]
+
+
+@pytest.mark.parametrize("override", OVERRIDDEN, ids=lambda o: f"{o.base.__name__}.{o.name}")
+def test_each_overridden_method_is_there_as_motwatch_overrides_it(override: Override) -> None:
+    """The base class has it, of the kind and with the parameters listed; the subclass overrides
+    it with the same."""
+    base = getattr(override.base, override.name)
+    assert inspect.iscoroutinefunction(base) == override.coroutine
+    assert [name for name, _ in _parameters(base)] == list(override.parameters)
+    module, _, name = override.by.partition(":")
+    subclass = getattr(importlib.import_module(module), name)
+    assert issubclass(subclass, override.base)
+    ours = vars(subclass)[override.name]
+    assert inspect.iscoroutinefunction(ours) == override.coroutine
+    assert _parameters(ours) == _parameters(base)
+
+
+# Underscore names of Python's own that the Faust shell may use.
+PYTHON_OWN = {"_exit", "_replace", "_asdict", "_fields"}
+FOREIGN = {"faust", "mode", "aiokafka"}
+
+
+def _private(name: str) -> bool:
+    return name.startswith("_") and not name.startswith("__")
+
+
+def test_no_other_module_reaches_a_private_name_of_faust_mode_or_aiokafka() -> None:
+    """In streams/ and agents/, an underscore attribute is motwatch's own, or read in
+    streams/faust_internals.py; a private method a subclass overrides is in ``OVERRIDDEN``."""
+    shell = sorted((REPO / "streams").glob("*.py")) + sorted((REPO / "agents").glob("*.py"))
+    shell = [path for path in shell if path.name != "faust_internals.py"]
+    trees = {path: ast.parse(path.read_text(), str(path)) for path in shell}
+    own: set[str] = set()  # underscore names motwatch defines: functions, classes, attributes
+    for tree in trees.values():
+        for node in ast.walk(tree):
+            if isinstance(node, ast.FunctionDef | ast.AsyncFunctionDef | ast.ClassDef):
+                own.add(node.name)
+            elif isinstance(node, ast.Assign | ast.AnnAssign | ast.AugAssign):
+                targets = node.targets if isinstance(node, ast.Assign) else [node.target]
+                for target in targets:
+                    for leaf in ast.walk(target):
+                        if isinstance(leaf, ast.Attribute):
+                            own.add(leaf.attr)
+                        elif isinstance(leaf, ast.Name):
+                            own.add(leaf.id)
+    reached = []
+    for path, tree in trees.items():
+        for node in ast.walk(tree):
+            name = None
+            if isinstance(node, ast.Attribute):
+                name = node.attr
+            elif (
+                isinstance(node, ast.Call)
+                and getattr(node.func, "id", None) in {"getattr", "setattr", "hasattr"}
+                and len(node.args) > 1
+                and isinstance(node.args[1], ast.Constant)
+            ):
+                name = str(node.args[1].value)
+            if name and _private(name) and name not in own | PYTHON_OWN:
+                reached.append(f"{path.relative_to(REPO)}:{node.lineno}: {name}")
+    assert not reached, "read these through streams/faust_internals.py: " + ", ".join(reached)
+    # A private method of a Faust, mode or aiokafka class that a motwatch class overrides.
+    listed = {(o.by, o.name) for o in OVERRIDDEN}
+    unlisted = []
+    for path in shell:
+        module = importlib.import_module(f"motwatch.{path.parent.name}.{path.stem}")
+        for cls in vars(module).values():
+            if not inspect.isclass(cls) or cls.__module__ != module.__name__:
+                continue
+            by = f"{module.__name__}:{cls.__name__}"
+            foreign = [b for b in cls.__mro__[1:] if b.__module__.split(".")[0] in FOREIGN]
+            for name, method in vars(cls).items():
+                if not (inspect.isfunction(method) and _private(name)) or (by, name) in listed:
+                    continue
+                if any(hasattr(base, name) for base in foreign):
+                    unlisted.append(f"{by}.{name}")
+    assert not unlisted, "list these in faust_internals.OVERRIDDEN: " + ", ".join(unlisted)

@@ -1,0 +1,1 @@
+"""The agents: thin Faust shells around the core's dispatch (``motwatch.agents``)."""

@@ -33,9 +33,9 @@ demo: install jars
 test: install jars prometheus
 	$(BIN)/python -m pytest -q -p no:cacheprovider
 
-# The fast tier: no broker, no promtool, no subprocess.
+# The fast tier: no broker, no promtool, no subprocess, no run at full size.
 test-unit: install
-	$(BIN)/python -m pytest -q -p no:cacheprovider -m "not integration and not external"
+	$(BIN)/python -m pytest -q -p no:cacheprovider -m "not integration and not external and not slow"
 
 lint: install
 	$(BIN)/ruff check .

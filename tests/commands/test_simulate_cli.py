@@ -28,6 +28,7 @@ def _rows(table: str) -> dict[str, list[float]]:
     return rows
 
 
+@pytest.mark.slow
 def test_5000_journeys_every_kind_injected_precision_and_recall_are_one(tmp_path, capsys):
     events, moments = tmp_path / "run.jsonl", tmp_path / "moments.jsonl"
     size = ["--journeys", "5000", "--customers", "3500", "--seed", "2026"]

@@ -14,7 +14,15 @@ from enum import StrEnum
 from pathlib import Path
 from typing import Any, Literal
 
-from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator
+from pydantic import (
+    BaseModel,
+    ConfigDict,
+    Field,
+    SecretStr,
+    ValidationError,
+    field_validator,
+    model_validator,
+)
 
 Severity = Literal["critical", "high", "medium", "low"]
 
@@ -222,6 +230,19 @@ class Settings(_Strict):
     """Everything a worker, a replay or an offline run is configured by."""
 
     broker: str = "127.0.0.1:9092"
+    # How every client (the worker, every command) connects to Kafka. Empty means unset.
+    security_protocol: Literal["PLAINTEXT", "SSL", "SASL_PLAINTEXT", "SASL_SSL"] = "PLAINTEXT"
+    sasl_mechanism: Literal["PLAIN", "SCRAM-SHA-256", "SCRAM-SHA-512"] = "SCRAM-SHA-512"
+    sasl_username: str = ""
+    sasl_password: SecretStr = SecretStr("")
+    # A file holding the password (as container secrets are mounted); read when a client connects.
+    sasl_password_file: str = ""
+    # The CA that signed the brokers' certificates (empty: the system's trusted CAs).
+    ssl_cafile: str = ""
+    # A client certificate and its key, for brokers that authenticate clients by TLS (mutual TLS).
+    ssl_certfile: str = ""
+    ssl_keyfile: str = ""
+    ssl_check_hostname: bool = True
     topic_prefix: str = "motwatch."
     partitions: int = Field(default=4, ge=1, le=1024)
     replication_factor: int = Field(default=1, ge=1)
@@ -261,6 +282,36 @@ class Settings(_Strict):
         if not set(prefix) <= allowed:
             raise ValueError("topic_prefix may use only letters, digits, '.', '_' and '-'")
         return prefix
+
+    @model_validator(mode="after")
+    def _security_is_complete(self) -> Settings:
+        if self.security_protocol.startswith("SASL_"):
+            if not self.sasl_username:
+                raise ValueError(f"security_protocol {self.security_protocol} needs sasl_username")
+            if not self.sasl_password.get_secret_value() and not self.sasl_password_file:
+                raise ValueError(
+                    f"security_protocol {self.security_protocol} needs sasl_password or sasl_password_file"
+                )
+            if self.sasl_password_file:
+                self.password()  # readable now, not at the first connection
+        if bool(self.ssl_certfile) != bool(self.ssl_keyfile):
+            raise ValueError("ssl_certfile and ssl_keyfile go together (mutual TLS needs both)")
+        for name in ("ssl_cafile", "ssl_certfile", "ssl_keyfile"):
+            path = getattr(self, name)
+            if path and not Path(path).is_file():
+                raise ValueError(f"{name}: no such file: {path}")
+        return self
+
+    def password(self) -> str:
+        """The SASL password: ``sasl_password_file``'s (read each time) when set, else ``sasl_password``."""
+        if not self.sasl_password_file:
+            return self.sasl_password.get_secret_value()
+        try:
+            return Path(self.sasl_password_file).read_text(encoding="utf-8").rstrip("\r\n")
+        except OSError as exc:
+            raise ConfigError(
+                f"sasl_password_file: cannot read {self.sasl_password_file}: {exc.strerror}"
+            ) from None
 
     def topic(self, name: str) -> str:
         """A topic's full name under the configured prefix."""

@@ -21,6 +21,7 @@ from faust.serializers import codecs
 from faust.types import TP, CollectionT, EventT, Message, PendingMessage, ProducerT, StreamT
 from faust.types.tuples import RecordMetadata as FaustRecordMetadata
 
+from motwatch.kafka.security import Endpoint, endpoint_of
 from motwatch.settings import Settings
 from motwatch.streams.consumer import PromptConsumer
 from motwatch.streams.faust_internals import aiokafka_producer, codec_type, prometheus_metrics
@@ -187,6 +188,20 @@ def _table(app: faust.App, name: str, partitions: int, value_codec: str) -> faus
     return cast("faust.Table[str, Any]", table)
 
 
+def credentials_of(where: Endpoint) -> faust.types.auth.CredentialsT | None:
+    """The endpoint's security as Faust's credentials (None: PLAINTEXT), for its clients to connect with."""
+    if where.uses_sasl:
+        return faust.SASLCredentials(
+            username=where.username,
+            password=where.password,
+            ssl_context=where.ssl_context(),
+            mechanism=where.sasl_mechanism,
+        )
+    if where.uses_tls:
+        return faust.SSLCredentials(where.ssl_context())
+    return None
+
+
 def create_app(settings: Settings, *, input_partitions: int | None = None) -> Motwatch:
     """Build the app with all agents registered.
 
@@ -198,6 +213,7 @@ def create_app(settings: Settings, *, input_partitions: int | None = None) -> Mo
     app = faust.App(
         settings.worker_app_id,
         broker=f"kafka://{settings.broker}",
+        broker_credentials=credentials_of(endpoint_of(settings)),
         store=settings.store,
         datadir=str(Path(settings.data_dir) / settings.worker_app_id),
         autodiscover=False,

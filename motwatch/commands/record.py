@@ -21,6 +21,7 @@ from motwatch.commands.common import (
 from motwatch.kafka.connection import wait_for_broker
 from motwatch.kafka.reader import Selection, read_records
 from motwatch.kafka.recording import meta_line
+from motwatch.kafka.security import Target, endpoint_of
 
 
 def add_range(parser: argparse.ArgumentParser) -> None:
@@ -72,9 +73,9 @@ def run(args: argparse.Namespace) -> int:
     out = open_out(args.out)
 
     async def go() -> int:
-        await wait_for_broker(settings.broker, timeout=3)
+        await wait_for_broker(endpoint_of(settings), timeout=3)
         return await record(
-            settings.broker,
+            endpoint_of(settings),
             topic,
             out,
             from_beginning=args.from_beginning,
@@ -93,7 +94,7 @@ def run(args: argparse.Namespace) -> int:
 
 
 async def record(
-    bootstrap: str,
+    bootstrap: Target,
     topic: str,
     out: BinaryIO,
     *,

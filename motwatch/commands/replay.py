@@ -37,6 +37,7 @@ from motwatch.kafka.admin import create_topics
 from motwatch.kafka.connection import wait_for_broker
 from motwatch.kafka.reader import read_records
 from motwatch.kafka.recording import Record, from_topic, records_of_file
+from motwatch.kafka.security import endpoint_of
 from motwatch.kafka.writer import topic_writer
 from motwatch.settings import Settings
 
@@ -270,7 +271,7 @@ def run(args: argparse.Namespace) -> int:
         if source_topic == target:
             raise UsageError("the source and the target are the same topic")
         messages = read_records(
-            settings.broker,
+            endpoint_of(settings),
             source_topic,
             from_beginning=True,
             idle_s=args.idle,
@@ -290,9 +291,9 @@ async def send_records(
     settings: Settings, target: str, records: list[Record], *, speed: float, rewrite: bool
 ) -> ReplaySummary:
     """Replay records into ``target`` (created when missing); returns once every one is acknowledged."""
-    await wait_for_broker(settings.broker, timeout=3)
-    await create_topics(settings.broker, [target], settings.partitions, settings.replication_factor)
-    async with topic_writer(settings.broker, target, client_id="motwatch-replay") as writer:
+    await wait_for_broker(endpoint_of(settings), timeout=3)
+    await create_topics(endpoint_of(settings), [target], settings.partitions, settings.replication_factor)
+    async with topic_writer(endpoint_of(settings), target, client_id="motwatch-replay") as writer:
 
         async def send(rec: Record) -> None:
             await writer.send(rec.value, rec.key, rec.timestamp_ms, rec.headers)

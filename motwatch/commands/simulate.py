@@ -23,6 +23,7 @@ from motwatch.commands.common import (
 from motwatch.commands.replay import add_target, send_records, target_of
 from motwatch.kafka.connection import wait_for_broker
 from motwatch.kafka.recording import records_of_file
+from motwatch.kafka.security import endpoint_of
 from motwatch.simulation import KINDS, FailureRates, SimulationConfig, simulate
 
 
@@ -188,7 +189,7 @@ def run(args: argparse.Namespace) -> int:
     if args.to is not None:
         settings = settings_of(args)
         target = target_of(args, settings)
-        asyncio.run(wait_for_broker(settings.broker, timeout=3))  # before any file is written
+        asyncio.run(wait_for_broker(endpoint_of(settings), timeout=3))  # before any file is written
     try:
         config = SimulationConfig(
             journeys=journeys,

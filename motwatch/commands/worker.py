@@ -9,6 +9,7 @@ import logging
 from motwatch.commands.common import add_broker, settings_of
 from motwatch.kafka.admin import create_topics, partition_ids
 from motwatch.kafka.connection import wait_for_broker
+from motwatch.kafka.security import endpoint_of
 from motwatch.settings import Settings
 
 log = logging.getLogger("motwatch.worker")
@@ -36,9 +37,9 @@ async def prepare_topics(settings: Settings) -> int:
     before, with another count than the worker's own topics: then no
     touchpoint can skip the re-keying hop).
     """
-    await wait_for_broker(settings.broker)
+    await wait_for_broker(endpoint_of(settings))
     await create_topics(
-        settings.broker,
+        endpoint_of(settings),
         [
             settings.touchpoints_topic,
             settings.by_journey_topic,
@@ -54,13 +55,13 @@ async def prepare_topics(settings: Settings) -> int:
     from motwatch.streams.app import TABLES
 
     await create_topics(
-        settings.broker,
+        endpoint_of(settings),
         [f"{settings.worker_app_id}-{table}-changelog" for table in TABLES],
         settings.partitions,
         settings.replication_factor,
         config={"cleanup.policy": "compact"},
     )
-    found = len(await partition_ids(settings.broker, settings.touchpoints_topic))
+    found = len(await partition_ids(endpoint_of(settings), settings.touchpoints_topic))
     if found != settings.partitions:
         log.warning(
             "%s has %d partitions, the worker %d: every touchpoint is re-keyed before it is applied",

@@ -9,6 +9,7 @@ from aiokafka.admin import AIOKafkaAdminClient, NewTopic
 from aiokafka.errors import TopicAlreadyExistsError, for_code
 
 from motwatch.kafka.connection import TransportError, one_line_errors, preflight
+from motwatch.kafka.security import Target, address, client_options
 
 
 def _config_value(value: Any) -> str:
@@ -38,7 +39,7 @@ async def _wait_visible(admin: AIOKafkaAdminClient, names: list[str]) -> None:
 
 
 async def create_topics(
-    bootstrap: str,
+    target: Target,
     names: list[str],
     partitions: int,
     replication: int = 1,
@@ -56,10 +57,11 @@ async def create_topics(
         return []
     topic_configs = {key: _config_value(value) for key, value in (config or {}).items()}
     created: list[str] = []
-    async with one_line_errors(bootstrap):
-        await preflight(bootstrap)
+    bootstrap = address(target)
+    async with one_line_errors(target):
+        await preflight(target)
         admin = AIOKafkaAdminClient(
-            bootstrap_servers=bootstrap,
+            **client_options(target),
             client_id="motwatch-admin",
             request_timeout_ms=int(timeout * 1000),
         )
@@ -91,13 +93,13 @@ async def create_topics(
     return created
 
 
-async def partition_ids(bootstrap: str, topic: str) -> list[int]:
+async def partition_ids(target: Target, topic: str) -> list[int]:
     """The topic's partition ids; [] if it does not exist.
 
     Asks for all topics' metadata: naming the topic in a metadata request
     would make a broker with auto.create.topics.enable create it.
     """
-    admin = AIOKafkaAdminClient(bootstrap_servers=bootstrap, client_id="motwatch-admin")
+    admin = AIOKafkaAdminClient(**client_options(target), client_id="motwatch-admin")
     try:
         await admin.start()
         for entry in await admin.describe_topics():

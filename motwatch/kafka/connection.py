@@ -17,6 +17,8 @@ from contextlib import asynccontextmanager, suppress
 from aiokafka.admin import AIOKafkaAdminClient
 from aiokafka.errors import KafkaConnectionError, KafkaError, KafkaTimeoutError
 
+from motwatch.kafka.security import Target, address, client_options
+
 DEFAULT_PORT = 9092
 
 
@@ -75,16 +77,18 @@ async def _tcp_probe(bootstrap: str, timeout: float) -> str | None:
     return reason
 
 
-async def preflight(bootstrap: str, timeout: float = 5.0) -> None:
+async def preflight(target: Target, timeout: float = 5.0) -> None:
     """Fail fast, in one line, when nothing listens (aiokafka would log and retry)."""
+    bootstrap = address(target)
     reason = await _tcp_probe(bootstrap, timeout)
     if reason is not None:
         raise BrokerUnreachable(f"cannot reach Kafka at {bootstrap}: {reason}")
 
 
 @asynccontextmanager
-async def one_line_errors(bootstrap: str) -> AsyncIterator[None]:
+async def one_line_errors(target: Target) -> AsyncIterator[None]:
     """Turn aiokafka's exceptions into one-line TransportErrors."""
+    bootstrap = address(target)
     try:
         yield
     except KafkaConnectionError:
@@ -96,19 +100,20 @@ async def one_line_errors(bootstrap: str) -> AsyncIterator[None]:
         raise TransportError(f"Kafka at {bootstrap}: {exc}") from None
 
 
-async def wait_for_broker(bootstrap: str, timeout: float = 10.0) -> None:
-    """Return once Kafka at ``bootstrap`` answers a metadata request.
+async def wait_for_broker(target: Target, timeout: float = 10.0) -> None:
+    """Return once Kafka at ``target`` answers a metadata request.
 
     Retries until ``timeout`` (a broker may still be starting); then raises
     BrokerUnreachable naming the last reason, e.g. ``connection refused``.
     """
+    bootstrap = address(target)
     deadline = time.monotonic() + timeout
     while True:
         remaining = max(deadline - time.monotonic(), 0.1)
         reason = await _tcp_probe(bootstrap, min(remaining, 5.0))
         if reason is None:
             admin = AIOKafkaAdminClient(
-                bootstrap_servers=bootstrap, request_timeout_ms=int(max(remaining, 1.0) * 1000)
+                **client_options(target), request_timeout_ms=int(max(remaining, 1.0) * 1000)
             )
             try:
                 async with asyncio.timeout(max(remaining, 1.0)):

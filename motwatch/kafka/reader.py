@@ -12,6 +12,7 @@ from aiokafka import AIOKafkaConsumer, TopicPartition
 
 from motwatch.kafka.admin import partition_ids
 from motwatch.kafka.connection import TransportError, one_line_errors, preflight
+from motwatch.kafka.security import Target, address, client_options
 
 
 @dataclass(frozen=True)
@@ -81,7 +82,7 @@ async def _start_positions(
 
 
 async def read_records(
-    bootstrap: str,
+    target: Target,
     topic: str,
     *,
     from_beginning: bool,
@@ -104,16 +105,17 @@ async def read_records(
             ready.set()
         return
     count = 0
-    async with one_line_errors(bootstrap):
-        await preflight(bootstrap)
+    bootstrap = address(target)
+    async with one_line_errors(target):
+        await preflight(target)
         consumer = AIOKafkaConsumer(
-            bootstrap_servers=bootstrap,
+            **client_options(target),
             client_id="motwatch-record",
             group_id=None,
             enable_auto_commit=False,
             auto_offset_reset="earliest" if from_beginning else "latest",
         )
-        partitions = await partition_ids(bootstrap, topic)
+        partitions = await partition_ids(target, topic)
         if not partitions:
             raise TransportError(f"topic {topic} does not exist on {bootstrap}")
         if selection.offsets is not None:

@@ -15,6 +15,7 @@ from typing import Any
 from aiokafka import AIOKafkaProducer
 
 from motwatch.kafka.connection import one_line_errors, preflight
+from motwatch.kafka.security import Target, client_options
 
 # How many sends may be in flight before a writer waits for their acks.
 _IN_FLIGHT = 1000
@@ -68,16 +69,16 @@ class TopicWriter:
 
 @asynccontextmanager
 async def topic_writer(
-    bootstrap: str, topic: str, client_id: str = "motwatch-produce"
+    target: Target, topic: str, client_id: str = "motwatch-produce"
 ) -> AsyncIterator[TopicWriter]:
     """A writer whose every message is acknowledged (acks=all) once the block ends without error.
 
     Keys, timestamps and headers go as given (no timestamp: the broker's
     clock); a Kafka failure surfaces as a one-line TransportError.
     """
-    async with one_line_errors(bootstrap):
-        await preflight(bootstrap)
-        producer = AIOKafkaProducer(bootstrap_servers=bootstrap, client_id=client_id, acks="all", linger_ms=5)
+    async with one_line_errors(target):
+        await preflight(target)
+        producer = AIOKafkaProducer(**client_options(target), client_id=client_id, acks="all", linger_ms=5)
         await producer.start()
         try:
             writer = TopicWriter(producer, topic)
@@ -88,7 +89,7 @@ async def topic_writer(
 
 
 async def produce_lines(
-    bootstrap: str,
+    target: Target,
     topic: str,
     lines: Iterable[bytes],
     key_fn: Callable[[bytes], bytes | None] | None = None,
@@ -99,7 +100,7 @@ async def produce_lines(
     message over partitions). Waits for every ack (acks=all) before returning.
     """
     count = 0
-    async with topic_writer(bootstrap, topic) as writer:
+    async with topic_writer(target, topic) as writer:
         for raw in lines:
             value = _strip_eol(raw)
             if not value:

@@ -36,7 +36,11 @@ def crc32_partition(key: str, partitions: int) -> int:
 
 def produce_with_librdkafka(bootstrap: str, topic: str, lines: Iterable[bytes], *, keyed: bool) -> int:
     """Send every line with confluent-kafka's producer and its default partitioner; wait for the acks."""
-    producer = Producer({"bootstrap.servers": bootstrap, "acks": "all", "linger.ms": 5})
+    # Idempotent, as Kafka's own clients are by default: a retried request cannot land after a later one,
+    # so each partition keeps the order it was given the records in (a loaded machine retries).
+    producer = Producer(
+        {"bootstrap.servers": bootstrap, "acks": "all", "linger.ms": 5, "enable.idempotence": True}
+    )
     known = producer.list_topics(topic, timeout=30).topics.get(topic)
     assert known is not None and known.error is None and known.partitions, f"{topic} is not known"
     failures: list[KafkaError] = []

@@ -8,11 +8,12 @@ from __future__ import annotations
 
 import uuid
 from collections.abc import Iterator
+from contextlib import contextmanager
 from pathlib import Path
 
 import pytest
 
-from motwatch.kafka.broker import BrokerError, KafkaBroker
+from motwatch.kafka.broker import BrokerError, KafkaBroker, SecureKafkaBroker
 
 INTEGRATION = Path(__file__).resolve().parent / "integration"
 
@@ -24,10 +25,9 @@ def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:
             item.add_marker(pytest.mark.integration)
 
 
-@pytest.fixture(scope="session")
-def kafka_broker() -> Iterator[KafkaBroker]:
-    """The session's broker; fails (never skips) when java/mvn are missing."""
-    broker = KafkaBroker(port=0)
+@contextmanager
+def _started(broker: KafkaBroker) -> Iterator[None]:
+    """Start ``broker`` for the session, stop it at the end; fail (never skip) when it cannot start."""
     problem = None
     try:
         broker.start()
@@ -36,9 +36,30 @@ def kafka_broker() -> Iterator[KafkaBroker]:
     if problem is not None:  # outside the except: no chained traceback
         pytest.fail(f"cannot start the test Kafka broker: {problem}", pytrace=False)
     try:
-        yield broker
+        yield
     finally:
         broker.stop()
+
+
+@pytest.fixture(scope="session")
+def kafka_broker() -> Iterator[KafkaBroker]:
+    """The session's broker; fails (never skips) when java/mvn are missing."""
+    broker = KafkaBroker(port=0)
+    with _started(broker):
+        yield broker
+
+
+@pytest.fixture(scope="session")
+def secure_kafka_broker() -> Iterator[SecureKafkaBroker]:
+    """A second broker, with SSL and SASL_SSL listeners and ACLs; started by the first test using it.
+
+    Its user (``User:motwatch``, by SCRAM or by its client certificate) has no
+    rights: a test grants what it needs and revokes it afterwards, since the
+    broker is shared. ``bootstrap`` (PLAINTEXT) is a super user's way in.
+    """
+    broker = SecureKafkaBroker(port=0)
+    with _started(broker):
+        yield broker
 
 
 @pytest.fixture(scope="session")

@@ -1,23 +1,27 @@
 """Reaching Kafka: wait for a broker, and every aiokafka failure as one line for a person.
 
 Every failure surfaces as a :class:`TransportError` (or its
-:class:`BrokerUnreachable`) with a one-line message, so commands never need to
-print tracebacks.
+:class:`BrokerUnreachable`, or :class:`ConnectionRefused` for a failed TLS
+handshake or login) with a one-line message, so commands never need to print
+tracebacks. aiokafka tells why a secured connection failed only in its log:
+while a command connects, that log is taken in (not printed) and read for the
+reason, which never quotes a secret.
 """
 
 from __future__ import annotations
 
 import asyncio
+import logging
 import os
 import socket
 import time
-from collections.abc import AsyncIterator
-from contextlib import asynccontextmanager, suppress
+from collections.abc import AsyncIterator, Iterator
+from contextlib import asynccontextmanager, contextmanager, suppress
 
 from aiokafka.admin import AIOKafkaAdminClient
 from aiokafka.errors import KafkaConnectionError, KafkaError, KafkaTimeoutError
 
-from motwatch.kafka.security import Target, address, client_options
+from motwatch.kafka.security import Target, address, client_options, endpoint
 
 DEFAULT_PORT = 9092
 
@@ -28,6 +32,59 @@ class TransportError(Exception):
 
 class BrokerUnreachable(TransportError):
     """Nothing answers at the bootstrap address."""
+
+
+class ConnectionRefused(TransportError):
+    """The broker answers but the TLS handshake or the login fails: retrying will not help."""
+
+
+class _Taken(logging.Handler):
+    """Keeps the messages of aiokafka's log while a command connects."""
+
+    def __init__(self) -> None:
+        super().__init__(logging.WARNING)
+        self.messages: list[str] = []
+
+    def emit(self, record: logging.LogRecord) -> None:
+        self.messages.append(record.getMessage())
+
+
+@contextmanager
+def _aiokafka_log() -> Iterator[_Taken]:
+    """aiokafka's warnings and errors, taken in instead of printed."""
+    logger = logging.getLogger("aiokafka")
+    taken, propagate = _Taken(), logger.propagate
+    logger.addHandler(taken)
+    logger.propagate = False
+    try:
+        yield taken
+    finally:
+        logger.removeHandler(taken)
+        logger.propagate = propagate
+
+
+def refusal(target: Target, messages: list[str]) -> str | None:
+    """Why the broker refused a secured connection, from aiokafka's log; None if it does not say."""
+    where = endpoint(target)
+    text = "\n".join(messages)
+    if "SaslAuthenticationFailed" in text or "Authentication failed" in text:
+        return (
+            f"login refused: wrong username or password for user {where.username!r} "
+            f"(SASL {where.sasl_mechanism})"
+        )
+    if "UnsupportedSaslMechanism" in text:
+        return f"the broker does not offer SASL mechanism {where.sasl_mechanism}"
+    if "Hostname mismatch" in text or "IP address mismatch" in text:
+        host = address(target).split(",")[0].rpartition(":")[0] or address(target)
+        return (
+            f"the broker's certificate is not valid for the host name {host} "
+            "(connect by a name it lists, or set ssl_check_hostname = false)"
+        )
+    if "CERTIFICATE_VERIFY_FAILED" in text:
+        return "the broker's certificate is not trusted (set ssl_cafile to the CA that signed it)"
+    if "WRONG_VERSION_NUMBER" in text or ("SSL" in text and "record layer" in text):
+        return "the TLS handshake failed: is this port a TLS listener?"
+    return None
 
 
 def _endpoints(bootstrap: str) -> list[tuple[str, int]]:
@@ -89,15 +146,19 @@ async def preflight(target: Target, timeout: float = 5.0) -> None:
 async def one_line_errors(target: Target) -> AsyncIterator[None]:
     """Turn aiokafka's exceptions into one-line TransportErrors."""
     bootstrap = address(target)
-    try:
-        yield
-    except KafkaConnectionError:
-        reason = await _tcp_probe(bootstrap, 2.0) or "connection lost"
-        raise BrokerUnreachable(f"cannot reach Kafka at {bootstrap}: {reason}") from None
-    except (KafkaTimeoutError, TimeoutError):
-        raise TransportError(f"timed out talking to Kafka at {bootstrap}") from None
-    except KafkaError as exc:
-        raise TransportError(f"Kafka at {bootstrap}: {exc}") from None
+    with _aiokafka_log() as log:
+        try:
+            yield
+        except KafkaConnectionError:
+            refused = refusal(target, log.messages)
+            if refused is not None:
+                raise ConnectionRefused(f"cannot connect to Kafka at {bootstrap}: {refused}") from None
+            reason = await _tcp_probe(bootstrap, 2.0) or "connection lost"
+            raise BrokerUnreachable(f"cannot reach Kafka at {bootstrap}: {reason}") from None
+        except (KafkaTimeoutError, TimeoutError):
+            raise TransportError(f"timed out talking to Kafka at {bootstrap}") from None
+        except KafkaError as exc:
+            raise TransportError(f"Kafka at {bootstrap}: {exc}") from None
 
 
 async def wait_for_broker(target: Target, timeout: float = 10.0) -> None:
@@ -115,14 +176,18 @@ async def wait_for_broker(target: Target, timeout: float = 10.0) -> None:
             admin = AIOKafkaAdminClient(
                 **client_options(target), request_timeout_ms=int(max(remaining, 1.0) * 1000)
             )
-            try:
-                async with asyncio.timeout(max(remaining, 1.0)):
-                    await admin.start()
-                return
-            except (KafkaError, TimeoutError, OSError):
-                reason = "port is open but Kafka does not answer"
-            finally:
-                await admin.close()
+            with _aiokafka_log() as log:
+                try:
+                    async with asyncio.timeout(max(remaining, 1.0)):
+                        await admin.start()
+                    return
+                except (KafkaError, TimeoutError, OSError):
+                    reason = "port is open but Kafka does not answer"
+                finally:
+                    await admin.close()
+            refused = refusal(target, log.messages)
+            if refused is not None:
+                raise ConnectionRefused(f"cannot connect to Kafka at {bootstrap}: {refused}")
         if time.monotonic() >= deadline:
             raise BrokerUnreachable(f"cannot reach Kafka at {bootstrap}: {reason}")
         await asyncio.sleep(min(0.2, max(deadline - time.monotonic(), 0)))

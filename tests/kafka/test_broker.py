@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import asyncio
 import os
+import re
 import selectors
 import shutil
 import signal
@@ -14,17 +15,23 @@ import sys
 from pathlib import Path
 
 import pytest
+from cryptography import x509
+from cryptography.x509.oid import ExtendedKeyUsageOID
 
 from motwatch.commands.record import record
 from motwatch.kafka.admin import create_topics
 from motwatch.kafka.broker import (
     KAFKA_VERSION,
+    Acl,
     BrokerError,
     KafkaBroker,
+    SecureKafkaBroker,
     check_tools,
     ensure_jars,
     lib_dir,
+    run_foreground,
 )
+from motwatch.kafka.broker.tls import CertificateAuthority
 from motwatch.kafka.connection import wait_for_broker
 from motwatch.kafka.writer import produce_lines
 from tests.workers import wait_until
@@ -173,6 +180,74 @@ def test_port_in_use_is_refused_before_starting_a_jvm() -> None:
         port = taken.getsockname()[1]
         with pytest.raises(BrokerError, match=f"port {port} .* already in use"):
             KafkaBroker(port=port).start()
+
+
+# --- SecureKafkaBroker's pieces (no JVM; the broker itself: tests/integration/test_secure_broker.py)
+
+
+def test_certificates_chain_to_the_ca_and_name_the_broker(tmp_path: Path) -> None:
+    ca = CertificateAuthority()
+    ca_file = ca.write(tmp_path / "ca.pem")
+    keystore = ca.write_keystore(tmp_path / "broker.pem", "localhost")
+    client = ca.write_client(tmp_path, "motwatch")
+
+    # Kafka's PEM keystore: an unencrypted PKCS#8 key, then the chain; keys readable by us only.
+    assert re.findall(r"-----BEGIN ([A-Z ]+)-----", keystore.read_text()) == [
+        "PRIVATE KEY",
+        "CERTIFICATE",
+        "CERTIFICATE",
+    ]
+    assert re.findall(r"-----BEGIN ([A-Z ]+)-----", client.key.read_text()) == ["PRIVATE KEY"]
+    assert {stat.S_IMODE(path.stat().st_mode) for path in (keystore, client.key)} == {0o600}
+
+    (ca_cert,) = x509.load_pem_x509_certificates(ca_file.read_bytes())
+    broker_cert, chained_ca = x509.load_pem_x509_certificates(keystore.read_bytes())
+    client_cert, _ = x509.load_pem_x509_certificates(client.cert.read_bytes())
+    assert chained_ca == ca_cert
+    for cert in (broker_cert, client_cert):
+        cert.verify_directly_issued_by(ca_cert)
+    names = broker_cert.extensions.get_extension_for_class(x509.SubjectAlternativeName).value
+    assert names.get_values_for_type(x509.DNSName) == ["localhost"]
+    assert [str(ip) for ip in names.get_values_for_type(x509.IPAddress)] == ["127.0.0.1"]
+    # The SSL listener's principal mapping turns this subject into User:motwatch.
+    assert client_cert.subject.rfc4514_string() == "CN=motwatch"
+    usage = client_cert.extensions.get_extension_for_class(x509.ExtendedKeyUsage).value
+    assert list(usage) == [ExtendedKeyUsageOID.CLIENT_AUTH]
+
+
+def test_secure_settings_are_the_plain_ones_plus_security(tmp_path: Path) -> None:
+    plain, secure = KafkaBroker(), SecureKafkaBroker()
+    plain._choose_ports()
+    secure.workdir = tmp_path
+    secure._choose_ports()
+    plain.port, plain.controller_port = secure.port, secure.controller_port
+    before, after = plain._settings(tmp_path / "data"), secure._settings(tmp_path / "data")
+    assert {key for key in before if before[key] != after[key]} == {
+        "listeners",
+        "advertised.listeners",
+        "listener.security.protocol.map",
+    }
+    assert len({secure.port, secure.controller_port, secure.ssl_port, secure.sasl_ssl_port}) == 4
+    assert after["inter.broker.listener.name"] == "PLAINTEXT"
+    assert after["authorizer.class.name"] == "org.apache.kafka.metadata.authorizer.StandardAuthorizer"
+    assert after["super.users"] == "User:ANONYMOUS"  # the PLAINTEXT listeners' principal, not our user
+    assert secure._format_options() == [
+        "--add-scram",
+        f"SCRAM-SHA-512=[name=motwatch,password={secure.password}]",
+    ]
+
+
+def test_secure_options_are_checked_before_starting(tmp_path: Path) -> None:
+    with pytest.raises(BrokerError, match=r"^--grant-all goes with --secure"):
+        run_foreground(0, grant_all=True)
+    with pytest.raises(BrokerError, match=r"no --data-dir$"):
+        run_foreground(0, secure=True, data_dir=str(tmp_path))
+    with pytest.raises(BrokerError, match=r"^bad user name"):
+        SecureKafkaBroker(username="two words")
+    with pytest.raises(BrokerError, match="not running"):
+        SecureKafkaBroker().issue_client_cert("someone")
+    with pytest.raises(ValueError, match="unknown ACL value 'everything'"):
+        Acl("User:motwatch", "topic", "*", "everything")
 
 
 # --- python -m motwatch.kafka.broker ------------------------------------------------------------

@@ -2,10 +2,12 @@
 
 ``ensure_jars()`` fetches the broker once into a per-user cache;
 ``KafkaBroker`` runs it as a child JVM; ``run_foreground()`` is
-``motwatch broker``. Problems a person must fix raise :class:`BrokerError`
-with a one-line message.
+``motwatch broker``. ``SecureKafkaBroker`` adds TLS and SCRAM listeners and
+ACLs (``motwatch broker --secure``). Problems a person must fix raise
+:class:`BrokerError` with a one-line message.
 """
 
+from .acls import Acl
 from .jars import (
     KAFKA_VERSION,
     LOG4J_VERSION,
@@ -16,13 +18,16 @@ from .jars import (
     ensure_jars,
     lib_dir,
 )
+from .secure import SecureKafkaBroker
 from .server import KafkaBroker, run_foreground
 
 __all__ = [
     "KAFKA_VERSION",
     "LOG4J_VERSION",
+    "Acl",
     "BrokerError",
     "KafkaBroker",
+    "SecureKafkaBroker",
     "cache_dir",
     "check_java",
     "check_tools",

@@ -8,6 +8,7 @@ temporary one unless ``data_dir`` is given.
 
 from __future__ import annotations
 
+import asyncio
 import atexit
 import base64
 import ctypes
@@ -26,9 +27,12 @@ from contextlib import suppress
 from importlib import resources
 from pathlib import Path
 from types import FrameType, TracebackType
-from typing import Self
+from typing import TYPE_CHECKING, Self
 
 from .jars import KAFKA_VERSION, BrokerError, Cancel, check_java, ensure_jars
+
+if TYPE_CHECKING:
+    from .secure import SecureKafkaBroker
 
 HOST = "127.0.0.1"  # not "localhost": avoids clients trying IPv6 first
 _PR_SET_PDEATHSIG = 1
@@ -201,12 +205,7 @@ class KafkaBroker:
             self.workdir = self.data_dir.resolve()
         else:
             self.workdir = Path(tempfile.mkdtemp(prefix="motwatch-kafka-"))
-        if self.requested_port:
-            self.port, self.controller_port = self.requested_port, _free_ports(1)[0]
-            while self.controller_port == self.port:
-                self.controller_port = _free_ports(1)[0]
-        else:
-            self.port, self.controller_port = _free_ports(2)
+        self._choose_ports()
         self.log_path = self.workdir / "broker.log"
         log4j = self.workdir / "log4j2.properties"
         log4j.write_bytes(resources.files(__package__).joinpath("log4j2.properties").read_bytes())
@@ -214,7 +213,20 @@ class KafkaBroker:
         props.write_text(self._server_properties(self.workdir / "data"), encoding="utf-8")
         return props, log4j
 
+    def _choose_ports(self) -> None:
+        """The listener's port (the requested one, else a free one) and the controller's."""
+        if self.requested_port:
+            self.port, self.controller_port = self.requested_port, _free_ports(1)[0]
+            while self.controller_port == self.port:
+                self.controller_port = _free_ports(1)[0]
+        else:
+            self.port, self.controller_port = _free_ports(2)
+
     def _server_properties(self, data: Path) -> str:
+        return "".join(f"{key}={value}\n" for key, value in self._settings(data).items())
+
+    def _settings(self, data: Path) -> dict[str, str]:
+        """server.properties, key by key."""
         # Single node: internal topics must not ask for 3 replicas; the cleaner's
         # 128 MiB default dedupe buffer would eat a small heap. No time retention:
         # simulated and replayed records keep their own, older timestamps, and the
@@ -243,7 +255,16 @@ class KafkaBroker:
             "num.network.threads": "2",
             "num.io.threads": "2",
         }
-        return "".join(f"{key}={value}\n" for key, value in settings.items())
+        return settings
+
+    def _format_options(self) -> list[str]:
+        """More options of the storage tool's ``format`` (e.g. users to add)."""
+        return []
+
+    def _client_ports(self) -> list[int]:
+        """The ports clients connect to: the broker is ready once they all accept."""
+        assert self.port is not None
+        return [self.port]
 
     def _start_once(self, java: str, lib: Path, timeout: float, cancel: Cancel | None) -> str:
         deadline = time.monotonic() + timeout
@@ -256,7 +277,7 @@ class KafkaBroker:
                 # A short-lived tool: the quick JIT tier and serial GC start fastest.
                 fmt = [java, "-Xmx256m", "-XX:TieredStopAtLevel=1", "-XX:+UseSerialGC", logging]
                 fmt += ["-cp", classpath, "kafka.tools.StorageTool"]
-                fmt += ["format", "-t", _cluster_id(), "-c", str(props)]
+                fmt += ["format", "-t", _cluster_id(), "-c", str(props), *self._format_options()]
                 try:
                     done = subprocess.run(
                         fmt,
@@ -311,7 +332,7 @@ class KafkaBroker:
             if cancel is not None and cancel.is_set():
                 self.stop()
                 raise BrokerError("broker start interrupted")
-            if _accepts(self.port) and self._proc.poll() is None:
+            if all(_accepts(port) for port in self._client_ports()) and self._proc.poll() is None:
                 self.bootstrap = f"{HOST}:{self.port}"
                 return self.bootstrap
             if time.monotonic() > deadline:
@@ -370,13 +391,28 @@ class KafkaBroker:
         return f"<KafkaBroker {state}>"
 
 
-def run_foreground(port: int, *, heap_mb: int = 512, data_dir: str | None = None) -> int:
+def run_foreground(
+    port: int,
+    *,
+    heap_mb: int = 512,
+    data_dir: str | None = None,
+    secure: bool = False,
+    grant_all: bool = False,
+) -> int:
     """``motwatch broker``: run a broker until SIGINT/SIGTERM/SIGHUP, then stop it cleanly.
 
     Prints ``ready <bootstrap>`` on stdout once clients can connect, so scripts
-    can wait for that line. Must be called from the main thread (it installs
-    signal handlers). Returns 0 after a requested stop; raises BrokerError.
+    can wait for that line. ``secure`` runs a :class:`SecureKafkaBroker`; then
+    more lines follow at once (:func:`secure_lines`). ``grant_all`` gives its
+    user every right. Must be called from the main thread (it installs signal
+    handlers). Returns 0 after a requested stop; raises BrokerError.
     """
+    from .secure import SecureKafkaBroker  # not needed (nor its imports) by a plain broker
+
+    if not secure and grant_all:
+        raise BrokerError("--grant-all goes with --secure (a plain broker has no users)")
+    if secure and data_dir is not None:
+        raise BrokerError("--secure keeps its users and certificates in a temporary folder: no --data-dir")
     requested: list[int] = []
 
     class _Flag:
@@ -391,7 +427,11 @@ def run_foreground(port: int, *, heap_mb: int = 512, data_dir: str | None = None
     stop_flag = _Flag()
     handled = (signal.SIGINT, signal.SIGTERM, signal.SIGHUP)
     previous = {sig: signal.signal(sig, on_signal) for sig in handled}
-    broker = KafkaBroker(port, heap_mb=heap_mb, data_dir=data_dir)
+    broker = (
+        SecureKafkaBroker(port, heap_mb=heap_mb)
+        if secure
+        else KafkaBroker(port, heap_mb=heap_mb, data_dir=data_dir)
+    )
     try:
         try:
             ensure_jars(announce=_to_stderr, cancel=stop_flag)
@@ -401,7 +441,17 @@ def run_foreground(port: int, *, heap_mb: int = 512, data_dir: str | None = None
                 _to_stderr("stopped before the broker was ready")
                 return 0
             raise
-        print(f"ready {bootstrap}", flush=True)
+        if isinstance(broker, SecureKafkaBroker):
+            if grant_all:
+                asyncio.run(broker.grant_all())
+            print("".join(f"{line}\n" for line in secure_lines(broker)), end="", flush=True)
+            rights = "every right" if grant_all else "no rights until ACLs grant them"
+            _to_stderr(
+                f"SCRAM user {broker.username} ({broker.principal}, {rights}); "
+                "the PLAINTEXT listener is a super user"
+            )
+        else:
+            print(f"ready {bootstrap}", flush=True)
         _to_stderr(
             f"Kafka {KAFKA_VERSION} broker pid {broker.pid} at {bootstrap}, "
             f"log {broker.log_path}; Ctrl-C to stop"
@@ -418,6 +468,24 @@ def run_foreground(port: int, *, heap_mb: int = 512, data_dir: str | None = None
         broker.stop()
         for sig, handler in previous.items():
             signal.signal(sig, handler)
+
+
+def secure_lines(broker: SecureKafkaBroker) -> list[str]:
+    """What ``motwatch broker --secure`` prints: each listener, then the files clients need.
+
+    The first line is the plain broker's ``ready <bootstrap>`` (PLAINTEXT), so
+    scripts waiting for it work unchanged. The password is only in the
+    credentials file.
+    """
+    return [
+        f"ready {broker.bootstrap}",
+        f"ready SSL {broker.ssl_bootstrap}",
+        f"ready SASL_SSL {broker.sasl_ssl_bootstrap}",
+        f"ca {broker.ca_file}",
+        f"client-cert {broker.client_cert_file}",
+        f"client-key {broker.client_key_file}",
+        f"credentials {broker.credentials_file}",
+    ]
 
 
 def _to_stderr(message: str) -> None:

@@ -1,0 +1,139 @@
+"""The worker and the commands on a secured cluster: TLS alone, SCRAM over TLS, mutual TLS.
+
+Each way in, simulated journeys go through ``motwatch produce`` on the secured
+listener while ``motwatch worker`` runs on it too; the moments it writes are
+``motwatch detect``'s for the same file, ids included, and ``motwatch record``
+reads them back through the same listener. A wrong password, an untrusted
+certificate and a host name the certificate does not cover each end in one
+line that says which, with no traceback and no secret. The checks read the
+topics on the broker's PLAINTEXT listener, a super user's.
+"""
+
+from __future__ import annotations
+
+from collections.abc import AsyncIterator
+from pathlib import Path
+
+import orjson
+import pytest
+
+from motwatch.kafka.broker.secure import SecureKafkaBroker
+from motwatch.simulation import SimulationConfig, simulate
+from tests.workers import (
+    WorkerProcess,
+    canonical,
+    committed_to_the_end,
+    detect_moments,
+    motwatch_env,
+    read_until_quiet,
+    run_cli,
+)
+
+EXAMPLES = Path(__file__).resolve().parents[1] / "data" / "examples.jsonl"
+# Idle advance far beyond the test: only the stream itself moves event time.
+SETTINGS = {"partitions": 2, "idle_advance_s": 36000}
+
+
+@pytest.fixture
+async def broker(secure_kafka_broker: SecureKafkaBroker) -> AsyncIterator[SecureKafkaBroker]:
+    """The shared secure broker, its user granted every right for this test only."""
+    await secure_kafka_broker.grant_all()
+    try:
+        yield secure_kafka_broker
+    finally:
+        await secure_kafka_broker.revoke_all()
+
+
+def secured_env(broker: SecureKafkaBroker, way: str, prefix: str, **settings: object) -> dict[str, str]:
+    """A motwatch process's environment to come in ``way``: tls, scram or mtls."""
+    assert broker.ssl_bootstrap and broker.sasl_ssl_bootstrap
+    if way == "scram":
+        security = {
+            "security_protocol": "SASL_SSL",
+            "sasl_mechanism": "SCRAM-SHA-512",
+            "sasl_username": broker.username,
+            "sasl_password": broker.password,
+        }
+        bootstrap = broker.sasl_ssl_bootstrap
+    else:
+        security = {"security_protocol": "SSL"}
+        bootstrap = broker.ssl_bootstrap
+        if way == "mtls":
+            security |= {"ssl_certfile": broker.client_cert_file, "ssl_keyfile": broker.client_key_file}
+    return motwatch_env(bootstrap, prefix, ssl_cafile=broker.ca_file, **security, **settings)
+
+
+@pytest.mark.parametrize("way", ["tls", "scram", "mtls"])
+async def test_the_worker_and_the_commands_work_through_each_secured_listener(
+    broker: SecureKafkaBroker, way: str, topic_prefix: str, tmp_path: Path
+) -> None:
+    sim = simulate(SimulationConfig(journeys=40, seed=3))
+    path = tmp_path / "journeys.jsonl"
+    path.write_bytes(b"\n".join(sim.lines) + b"\n")
+    env = secured_env(broker, way, topic_prefix, **SETTINGS)
+    expected = detect_moments(path, env)
+    assert expected, "the simulation should report moments"
+    plain = broker.bootstrap
+    assert plain is not None
+
+    with WorkerProcess(env, tmp_path / "w") as worker:
+        produced = run_cli("produce", str(path), env=env)
+        assert produced.returncode == 0, produced.stderr.decode()
+        async with committed_to_the_end(
+            plain, f"{topic_prefix}motwatch", f"{topic_prefix}touchpoints"
+        ) as done:
+            records = await read_until_quiet(plain, f"{topic_prefix}moments", quiet_s=3.0, ready=done)
+        assert worker.alive()
+    assert canonical([orjson.loads(r.value) for r in records]) == canonical(expected)
+
+    out = tmp_path / "moments.jsonl"
+    recorded = run_cli(
+        "record", "moments", "--out", str(out), "--from-beginning", "--max", str(len(records)), env=env
+    )
+    assert recorded.returncode == 0, recorded.stderr.decode()
+    assert canonical([orjson.loads(x) for x in out.read_bytes().splitlines()]) == canonical(expected)
+
+
+def _one_line_failure(done, *, says: str, secret: str | None = None) -> None:
+    err = done.stderr.decode()
+    assert done.returncode == 1, err
+    assert len(err.strip().splitlines()) == 1, err
+    assert says in err and "Traceback" not in err
+    if secret is not None:
+        assert secret not in err and secret not in done.stdout.decode()
+
+
+@pytest.mark.parametrize("command", ["produce", "worker"])
+async def test_a_wrong_password_is_one_line_that_says_so(
+    broker: SecureKafkaBroker, command: str, topic_prefix: str, tmp_path: Path
+) -> None:
+    wrong = "not-the-password-" + topic_prefix
+    env = secured_env(broker, "scram", topic_prefix) | {"MOTWATCH_SASL_PASSWORD": wrong}
+    args = ["produce", str(EXAMPLES)]
+    done = run_cli(*(args if command == "produce" else ["worker"]), env=env, cwd=tmp_path, timeout=120)
+    _one_line_failure(
+        done, says="login refused: wrong username or password for user 'motwatch'", secret=wrong
+    )
+    assert broker.password not in done.stderr.decode()
+
+
+async def test_an_untrusted_certificate_is_one_line_that_says_so(
+    broker: SecureKafkaBroker, topic_prefix: str, tmp_path: Path
+) -> None:
+    env = secured_env(broker, "tls", topic_prefix)
+    del env["MOTWATCH_SSL_CAFILE"]  # the system's CAs do not know the broker's
+    done = run_cli("record", "moments", "--out", str(tmp_path / "x.jsonl"), "--max", "1", env=env)
+    _one_line_failure(done, says="the broker's certificate is not trusted (set ssl_cafile")
+
+
+async def test_a_host_name_the_certificate_does_not_cover_is_one_line_that_says_so(
+    broker: SecureKafkaBroker, topic_prefix: str, tmp_path: Path
+) -> None:
+    env = secured_env(broker, "tls", topic_prefix)
+    # 127.1 reaches 127.0.0.1, but the certificate names localhost and 127.0.0.1 only.
+    env["MOTWATCH_BROKER"] = env["MOTWATCH_BROKER"].replace("127.0.0.1", "127.1")
+    done = run_cli("produce", str(EXAMPLES), env=env)
+    _one_line_failure(done, says="the broker's certificate is not valid for the host name 127.1")
+    env["MOTWATCH_SSL_CHECK_HOSTNAME"] = "false"
+    done = run_cli("produce", str(EXAMPLES), env=env)
+    assert done.returncode == 0, done.stderr.decode()

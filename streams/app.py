@@ -16,7 +16,7 @@ import faust
 from aiokafka import AIOKafkaProducer
 from aiokafka.producer.message_accumulator import BatchBuilder
 from aiokafka.structs import RecordMetadata
-from faust.sensors.prometheus import FaustMetrics, PrometheusMonitor, setup_prometheus_sensors
+from faust.sensors.prometheus import FaustMetrics, PrometheusMonitor
 from faust.serializers import codecs
 from faust.types import TP, CollectionT, EventT, Message, PendingMessage, ProducerT, StreamT
 from faust.types.tuples import RecordMetadata as FaustRecordMetadata
@@ -24,7 +24,7 @@ from faust.types.tuples import RecordMetadata as FaustRecordMetadata
 from motwatch.kafka.security import Endpoint, endpoint_of
 from motwatch.settings import Settings
 from motwatch.streams.consumer import PromptConsumer
-from motwatch.streams.faust_internals import aiokafka_producer, codec_type, prometheus_metrics
+from motwatch.streams.faust_internals import aiokafka_producer, codec_type
 from motwatch.streams.metrics import Metrics
 
 
@@ -202,13 +202,17 @@ def credentials_of(where: Endpoint) -> faust.types.auth.CredentialsT | None:
     return None
 
 
-def create_app(settings: Settings, *, input_partitions: int | None = None) -> Motwatch:
+def create_app(
+    settings: Settings, *, input_partitions: int | None = None, web_port: int | None = None
+) -> Motwatch:
     """Build the app with all agents registered.
 
     ``input_partitions``: the touchpoints topic's partition count (default:
     the worker's own). Equal to the re-keyed topic's, touchpoints already on
     their journey's partition are applied without the re-keying hop
-    (``agents/input_topic.py``).
+    (``agents/input_topic.py``). ``web_port``: the port the worker's web
+    server listens on (default: the settings', unless 0), for the URL Faust
+    advertises; the app serves nothing itself (``streams/web.py`` does).
     """
     app = faust.App(
         settings.worker_app_id,
@@ -230,11 +234,13 @@ def create_app(settings: Settings, *, input_partitions: int | None = None) -> Mo
         # Fuller produce requests: less CPU for the broker and the sender on every record.
         producer_linger=0.005,
         table_standby_replicas=0,
-        web_enabled=True,
-        web_port=settings.web_port,
+        # Faust's web server stays off: the worker serves /metrics and /health itself
+        # (streams/web.py), on the port given here for the URL Faust advertises.
+        web_enabled=False,
+        web_port=web_port or settings.web_port or None,
         web_bind=settings.web_bind,
         web_host=settings.web_bind,
-        # Customer state is not for the network.
+        # Customer state is not for the network, should Faust's web server ever run.
         web_tables_enabled=False,
         web_stats_enabled=False,
         web_graph_enabled=False,
@@ -260,8 +266,7 @@ def create_app(settings: Settings, *, input_partitions: int | None = None) -> Mo
         metrics=Metrics(),
     )
     # /metrics serves our series and Faust's own (offsets, commits, sends) from one registry.
-    setup_prometheus_sensors(app, registry=mw.metrics.registry, name_prefix="faust")
-    app.monitor = LeanPrometheusMonitor(metrics=prometheus_metrics(app.monitor))
+    app.monitor = LeanPrometheusMonitor(metrics=FaustMetrics.create(mw.metrics.registry, "faust"))
     from motwatch.agents import input_topic, journeys
 
     partitions = settings.partitions if input_partitions is None else input_partitions

@@ -1,9 +1,9 @@
 """Every private Faust, mode and aiokafka attribute motwatch relies on, in one place.
 
 Faust's public API does not reach everything the worker needs: the aiokafka
-producer under Faust's (for whole produce batches), the Prometheus monitor's
-series, the consumer thread, the offsets Faust last committed, the worker's
-signal handling, the way Faust picks a table's codecs. Each is read here,
+producer under Faust's (for whole produce batches), the consumer thread, the
+offsets Faust last committed, the worker's signal handling, the way Faust
+picks a table's codecs. Each is read here,
 by one small typed function; the methods motwatch's subclasses override
 that are private, or hooks of Faust's internals rather than extension
 points, are listed in ``OVERRIDDEN``. ``tests/streams/test_faust_internals.py``
@@ -22,7 +22,6 @@ from typing import cast
 import faust
 import mode
 from aiokafka import AIOKafkaProducer
-from faust.sensors.prometheus import FaustMetrics, PrometheusMonitor
 from faust.serializers import codecs
 from faust.transport.drivers import aiokafka as aiokafka_driver
 from faust.types import TP
@@ -34,11 +33,6 @@ def aiokafka_producer(app: faust.App) -> AIOKafkaProducer:
     Raises ``faust.exceptions.NotReady`` before the producer has started.
     """
     return cast(aiokafka_driver.Producer, app.producer)._ensure_producer()
-
-
-def prometheus_metrics(monitor: object) -> FaustMetrics:
-    """The series of Faust's Prometheus monitor (``PrometheusMonitor._metrics``), to build another on."""
-    return cast(PrometheusMonitor, monitor)._metrics
 
 
 def consumer_thread(consumer: object) -> aiokafka_driver.AIOKafkaConsumerThread:

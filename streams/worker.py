@@ -13,12 +13,26 @@ from motwatch.garbage import collect_less_often
 from motwatch.settings import Settings
 from motwatch.streams.app import create_app
 from motwatch.streams.faust_internals import shutdown_signalled
+from motwatch.streams.web import HEALTHY, WebServer, listen_socket, url_file
 
 
 class BoundedWorker(faust.Worker):
-    """Faust's worker, with a deadline on shutdown: a stuck flush must not keep it alive."""
+    """Faust's worker, with a deadline on shutdown (a stuck flush must not keep it alive), and
+    its state for /health."""
 
     grace_s: float = 20.0
+    # Set once the app has started: tables recovered, agents running.
+    started_up: bool = False
+
+    async def on_startup_finished(self) -> None:
+        await super().on_startup_finished()
+        self.started_up = True
+
+    def health(self) -> str:
+        """What /health says: "ok" while the app runs, "starting" before, "stopping" after."""
+        if self.should_stop or self.app.should_stop:
+            return "stopping"
+        return HEALTHY if self.started_up else "starting"
 
     # Overrides a private method of mode's worker (streams/faust_internals.py: OVERRIDDEN).
     def _schedule_shutdown(self, signal: object) -> None:  # type: ignore[override]
@@ -36,11 +50,16 @@ class BoundedWorker(faust.Worker):
 
 
 def run_worker(settings: Settings, *, input_partitions: int, loglevel: str = "info") -> int:
-    """Build the app and run it until the worker is stopped (its topics must exist already)."""
+    """Build the app and run it until the worker is stopped (its topics must exist already).
+
+    The web server's socket is bound first: port 0 becomes a free port, which the app is told.
+    """
     Path(settings.data_dir).mkdir(parents=True, exist_ok=True)
-    mw = create_app(settings, input_partitions=input_partitions)
+    sock = listen_socket(settings.web_bind, settings.web_port)
+    mw = create_app(settings, input_partitions=input_partitions, web_port=sock.getsockname()[1])
     collect_less_often()
-    worker = BoundedWorker(mw.app, loglevel=loglevel, quiet=True)
+    web = WebServer(sock, mw.metrics.registry, lambda: worker.health(), url_file(settings))
+    worker = BoundedWorker(mw.app, web, loglevel=loglevel, quiet=True)
     worker.grace_s = settings.shutdown_grace_s
     worker.execute_from_commandline()
     return 0

@@ -22,7 +22,7 @@ from dataclasses import dataclass
 from prometheus_client.parser import text_string_to_metric_families
 
 from motwatch.commands.common import UsageError, add_config, positive
-from motwatch.settings import load_settings
+from motwatch.settings import Settings, load_settings
 
 DEFAULT_URL = "http://127.0.0.1:6066/metrics"
 
@@ -248,7 +248,8 @@ def add_parser(sub: argparse._SubParsersAction) -> None:
     p.add_argument(
         "--url",
         metavar="URL",
-        help="the worker: host:port, its base URL or its /metrics URL (default: web_port of the settings)",
+        help="the worker: host:port, its base URL or its /metrics URL (default: web_port of the "
+        "settings; for port 0, the URL the worker wrote to <data_dir>/<app id>/web.url)",
     )
     p.add_argument(
         "--window",
@@ -261,13 +262,30 @@ def add_parser(sub: argparse._SubParsersAction) -> None:
     p.set_defaults(func=run)
 
 
-def run(args: argparse.Namespace) -> int:
-    url = args.url
-    if url is None:  # the worker this machine's settings describe
-        settings = load_settings(args.config)
+def url_of_settings(settings: Settings) -> str:
+    """The worker the settings describe: on its ``web_port``, or, for port 0 (a free port), at
+    the URL the running worker wrote to ``<data_dir>/<worker app id>/web.url``."""
+    if settings.web_port:
         host = "127.0.0.1" if settings.web_bind in ("", "0.0.0.0", "::") else settings.web_bind
-        url = f"{host}:{settings.web_port}"
+        return f"{host}:{settings.web_port}"
+    from motwatch.streams.web import url_file
+
+    path = url_file(settings)
     try:
+        url = path.read_text(encoding="utf-8").strip()
+    except OSError:
+        url = ""
+    if not url:
+        raise StatusError(
+            f"web_port is 0 (a free port) and no worker wrote its URL to {path} (data_dir is "
+            "relative to the current directory): is one running with these settings? Else give --url"
+        )
+    return url
+
+
+def run(args: argparse.Namespace) -> int:
+    try:
+        url = args.url or url_of_settings(load_settings(args.config))
         sys.stdout.write(status(url, args.window))
     except StatusError as exc:
         raise UsageError(str(exc)) from None

@@ -30,8 +30,16 @@ def run(args: argparse.Namespace) -> int:
     return run_worker(settings, input_partitions=input_partitions, loglevel=args.loglevel)
 
 
+def deadletter_retention_ms(settings: Settings) -> int:
+    """The dead-letter topic's ``retention.ms``: ``deadletter_retention_days`` in milliseconds."""
+    return round(settings.deadletter_retention_days * 86_400_000)
+
+
 async def prepare_topics(settings: Settings) -> int:
     """The worker's topics must exist before Faust subscribes (it ignores missing ones).
+
+    The dead-letter topic is created with ``retention.ms`` from ``deadletter_retention_days``
+    (an existing one is left as it is).
 
     Returns the touchpoints topic's partition count (it may have been created
     before, with another count than the worker's own topics: then no
@@ -40,14 +48,17 @@ async def prepare_topics(settings: Settings) -> int:
     await wait_for_broker(endpoint_of(settings))
     await create_topics(
         endpoint_of(settings),
-        [
-            settings.touchpoints_topic,
-            settings.by_journey_topic,
-            settings.moments_topic,
-            settings.deadletter_topic,
-        ],
+        [settings.touchpoints_topic, settings.by_journey_topic, settings.moments_topic],
         settings.partitions,
         settings.replication_factor,
+    )
+    # Rejected messages keep their raw payload, which may hold personal data: kept for a while only.
+    await create_topics(
+        endpoint_of(settings),
+        [settings.deadletter_topic],
+        settings.partitions,
+        settings.replication_factor,
+        config={"retention.ms": deadletter_retention_ms(settings)},
     )
     # The tables' changelogs too, compacted as Faust declares them. Left to Faust, they
     # appear after the consumer's first metadata, which then counts 0 partitions for

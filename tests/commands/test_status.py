@@ -24,8 +24,18 @@ import pytest
 from prometheus_client import CONTENT_TYPE_LATEST, CollectorRegistry, Counter, generate_latest
 
 from motwatch.commands.demo import where_to_look
-from motwatch.commands.status import StatusError, metrics_url, parse, quantile, status, summarize
+from motwatch.commands.status import (
+    StatusError,
+    metrics_url,
+    parse,
+    quantile,
+    status,
+    summarize,
+    url_of_settings,
+)
+from motwatch.settings import Settings
 from motwatch.streams.metrics import Metrics
+from motwatch.streams.web import url_file
 from tests.workers import free_port, run_cli
 
 URL = "http://127.0.0.1:6066/metrics"
@@ -243,11 +253,27 @@ def test_quantiles_estimate_like_prometheus() -> None:
 # ---------------------------------------------------------------- the command
 
 
-def status_env(web_port: int | None = None) -> dict[str, str]:
+def status_env(web_port: int | None = None, **settings: str) -> dict[str, str]:
     env = {k: v for k, v in os.environ.items() if not k.startswith("MOTWATCH_")}
     if web_port is not None:
         env["MOTWATCH_WEB_PORT"] = str(web_port)
+    env.update({f"MOTWATCH_{name.upper()}": value for name, value in settings.items()})
     return env
+
+
+def test_the_settings_name_the_worker_by_its_port_or_for_port_0_by_the_url_it_wrote(tmp_path) -> None:
+    assert url_of_settings(Settings(web_port=6070)) == "127.0.0.1:6070"
+    assert url_of_settings(Settings(web_port=6070, web_bind="0.0.0.0")) == "127.0.0.1:6070"
+    assert url_of_settings(Settings(web_port=6070, web_bind="10.1.2.3")) == "10.1.2.3:6070"
+    settings = Settings(web_port=0, data_dir=str(tmp_path), topic_prefix="sandbox.")
+    path = url_file(settings)
+    assert path == tmp_path / "sandbox.motwatch" / "web.url"
+    with pytest.raises(StatusError) as caught:
+        url_of_settings(settings)
+    assert str(path) in str(caught.value) and "\n" not in str(caught.value)
+    path.parent.mkdir(parents=True)
+    path.write_text("http://127.0.0.1:40123/metrics\n", encoding="utf-8")
+    assert url_of_settings(settings) == "http://127.0.0.1:40123/metrics"
 
 
 @pytest.mark.external
@@ -271,6 +297,26 @@ def test_the_status_command_finds_the_worker_of_the_settings(worker: tuple[Metri
     done = run_cli("status", "--window", "0", env=status_env(port), timeout=60)
     assert done.returncode == 0, done.stderr.decode()
     assert f"127.0.0.1:{port}/metrics" in done.stdout.decode()
+
+
+@pytest.mark.external
+def test_the_status_command_finds_a_worker_on_port_0_by_the_url_it_wrote(
+    worker: tuple[Metrics, Server], tmp_path: Path
+) -> None:
+    """``web_port = 0``: the worker wrote its URL under its data dir, where status looks."""
+    _, server = worker
+    env = status_env(0, data_dir="data", topic_prefix="sandbox.")
+    done = run_cli("status", "--window", "0", env=env, cwd=tmp_path, timeout=60)
+    assert done.returncode == 1 and done.stdout == b""
+    err = done.stderr.decode()
+    assert err.count("\n") == 1 and "data/sandbox.motwatch/web.url" in err and "--url" in err, err
+    written = tmp_path / "data" / "sandbox.motwatch" / "web.url"
+    written.parent.mkdir(parents=True)
+    written.write_text(f"{server.url}/metrics\n", encoding="utf-8")
+    done = run_cli("status", "--window", "0", env=env, cwd=tmp_path, timeout=60)
+    assert done.returncode == 0, done.stderr.decode()
+    assert done.stdout.decode().startswith(f"motwatch worker at {server.url}/metrics ")
+    assert server.reads == 2
 
 
 @pytest.mark.external

@@ -23,13 +23,12 @@ import faust
 import pytest
 from aiokafka import AIOKafkaProducer
 from faust.exceptions import NotReady
-from faust.sensors.prometheus import FaustMetrics
 from faust.serializers import codecs
 from faust.transport.drivers import aiokafka as aiokafka_driver
 from faust.types import TP
 
 from motwatch.settings import Settings
-from motwatch.streams.app import LeanPrometheusMonitor, create_app
+from motwatch.streams.app import create_app
 from motwatch.streams.faust_internals import (
     OVERRIDDEN,
     Override,
@@ -37,7 +36,6 @@ from motwatch.streams.faust_internals import (
     codec_type,
     committed_offsets,
     consumer_thread,
-    prometheus_metrics,
     shutdown_signalled,
 )
 
@@ -56,19 +54,6 @@ async def test_aiokafka_producer_is_the_one_faust_started() -> None:
     assert get_type_hints(ensure)["return"] is AIOKafkaProducer
     with pytest.raises(NotReady):
         aiokafka_producer(app)
-
-
-async def test_prometheus_metrics_are_those_of_the_monitor_faust_set_up() -> None:
-    """``PrometheusMonitor._metrics``: set by its ``__init__`` to the series it records, which
-    ``setup_prometheus_sensors`` registers in the registry it is given."""
-    mw = create_app(Settings())
-    monitor = mw.app.monitor
-    assert isinstance(monitor, LeanPrometheusMonitor)
-    metrics = prometheus_metrics(monitor)
-    assert isinstance(metrics, FaustMetrics) and metrics is monitor.faust_metrics
-    before = mw.metrics.registry.get_sample_value("faust_messages_received_total")
-    metrics.messages_received.inc()
-    assert mw.metrics.registry.get_sample_value("faust_messages_received_total") == before + 1
 
 
 async def test_consumer_thread_is_the_thread_of_this_consumer() -> None:

@@ -1,0 +1,116 @@
+"""The worker's web server: ``/metrics`` and ``/health`` on ``web_bind:web_port``, nothing else.
+
+Faust's own web server stays off (``streams/app.py``): its pages read tables
+(journeys: customer state), the cluster's routing, the sensors' statistics
+and the service graph, none of which is for the network. This one serves the
+Prometheus registry and a health answer. Its socket is bound before the app
+is built (:func:`listen_socket`), so that ``web_port = 0`` takes a free port
+and a taken port stops the start in one line; the worker then logs the URL
+it serves and writes it to :func:`url_file`, where ``motwatch status`` finds
+a worker whose settings say port 0.
+"""
+
+from __future__ import annotations
+
+import logging
+import socket
+from collections.abc import Callable
+from pathlib import Path
+from typing import Any
+
+from aiohttp import web
+from mode import Service
+from prometheus_client import CONTENT_TYPE_LATEST, CollectorRegistry, generate_latest
+
+from motwatch.settings import ConfigError, Settings
+
+log = logging.getLogger("motwatch.web")
+
+# What /health says, by the worker's state; only "ok" answers 200.
+HEALTHY = "ok"
+
+
+def url_file(settings: Settings) -> Path:
+    """Where a running worker keeps the URL of its metrics: ``<data_dir>/<worker app id>/web.url``."""
+    return Path(settings.data_dir) / settings.worker_app_id / "web.url"
+
+
+def listen_socket(bind: str, port: int) -> socket.socket:
+    """A socket listening on ``bind:port`` (port 0: a free one); a ConfigError in one line if it cannot.
+
+    ``""`` binds every IPv4 interface; ``"::"`` every interface of both IP versions where
+    the system allows it, so that 127.0.0.1 reaches it as well.
+    """
+    try:
+        family, _, _, _, address = socket.getaddrinfo(
+            bind or None, port, type=socket.SOCK_STREAM, flags=socket.AI_PASSIVE
+        )[0]
+        dualstack = family == socket.AF_INET6 and address[0] == "::" and socket.has_dualstack_ipv6()
+        return socket.create_server((address[0], port), family=family, dualstack_ipv6=dualstack)
+    except OSError as exc:
+        why = exc.strerror or str(exc)
+        raise ConfigError(f"web_bind/web_port: cannot listen on {bind or '*'}:{port}: {why}") from None
+
+
+def base_url(sock: socket.socket) -> str:
+    """The URL this machine reaches the socket at: a wildcard address is reached on the loopback."""
+    host, port = sock.getsockname()[:2]
+    if host in ("0.0.0.0", "::"):
+        host = "127.0.0.1"
+    return f"http://[{host}]:{port}" if ":" in host else f"http://{host}:{port}"
+
+
+class WebServer(Service):
+    """``/metrics`` (the registry) and ``/health`` (``health()``: 200 when it says "ok", else 503).
+
+    Started with the worker, before the app: metrics are there while the tables recover.
+    """
+
+    def __init__(
+        self,
+        sock: socket.socket,
+        registry: CollectorRegistry,
+        health: Callable[[], str],
+        url_path: Path,
+        **kwargs: Any,
+    ) -> None:
+        self.sock = sock
+        self.registry = registry
+        self.health = health
+        self.url_path = url_path
+        self.url = base_url(sock)
+        routes = web.Application()
+        routes.router.add_get("/metrics", self.serve_metrics)
+        routes.router.add_get("/health", self.serve_health)
+        self.runner = web.AppRunner(routes, access_log=None)
+        super().__init__(**kwargs)
+
+    @property
+    def metrics_url(self) -> str:
+        return f"{self.url}/metrics"
+
+    async def serve_metrics(self, request: web.Request) -> web.Response:
+        return web.Response(
+            body=generate_latest(self.registry), headers={"Content-Type": CONTENT_TYPE_LATEST}
+        )
+
+    async def serve_health(self, request: web.Request) -> web.Response:
+        state = self.health()
+        return web.json_response({"status": state}, status=200 if state == HEALTHY else 503)
+
+    async def on_start(self) -> None:
+        await self.runner.setup()
+        await web.SockSite(self.runner, self.sock).start()
+        self.url_path.parent.mkdir(parents=True, exist_ok=True)
+        written = self.url_path.with_name(f"{self.url_path.name}.tmp")
+        written.write_text(self.metrics_url + "\n", encoding="utf-8")
+        written.replace(self.url_path)  # whole or not at all, for a status reading it now
+        log.info("serving %s (and /health)", self.metrics_url)
+
+    async def on_stop(self) -> None:
+        try:
+            if self.url_path.read_text(encoding="utf-8").strip() == self.metrics_url:
+                self.url_path.unlink()
+        except OSError:
+            pass
+        await self.runner.cleanup()

@@ -23,6 +23,7 @@ import subprocess
 import sys
 import time
 from collections import Counter
+from collections.abc import Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, BinaryIO
@@ -33,6 +34,7 @@ from aiokafka import AIOKafkaConsumer, AIOKafkaProducer
 from motwatch.commands.common import positive
 from motwatch.core.validation import journey_key_of
 from motwatch.kafka.broker import KafkaBroker
+from motwatch.kafka.security import Endpoint, client_options
 from motwatch.settings import MomentOfTruth
 from motwatch.simulation import SimulationConfig, simulate
 
@@ -70,11 +72,11 @@ def show_rejection(r: dict[str, Any]) -> str:
     return f"{_paint('rejected ', '35')} {r['reason']:<22} {r['error'][:90]}"
 
 
-async def _watch(bootstrap: str, tally: Tally, stop: asyncio.Event, moments_out: BinaryIO) -> None:
+async def _watch(kafka: Endpoint, tally: Tally, stop: asyncio.Event, moments_out: BinaryIO) -> None:
     consumer = AIOKafkaConsumer(
         f"{PREFIX}moments",
         f"{PREFIX}deadletter",
-        bootstrap_servers=bootstrap,
+        **client_options(kafka),
         auto_offset_reset="earliest",
         group_id=f"{PREFIX}demo-viewer-{os.getpid()}",
     )
@@ -98,8 +100,8 @@ async def _watch(bootstrap: str, tally: Tally, stop: asyncio.Event, moments_out:
         await consumer.stop()
 
 
-async def _feed(bootstrap: str, lines: list[bytes], rate: float, tally: Tally, stop: asyncio.Event) -> None:
-    producer = AIOKafkaProducer(bootstrap_servers=bootstrap, acks="all", linger_ms=5)
+async def _feed(kafka: Endpoint, lines: list[bytes], rate: float, tally: Tally, stop: asyncio.Event) -> None:
+    producer = AIOKafkaProducer(**client_options(kafka), acks="all", linger_ms=5)
     await producer.start()
     try:
         started = time.monotonic()
@@ -150,14 +152,23 @@ def where_to_look(web_port: int) -> list[str]:
     ]
 
 
-def _start_worker(bootstrap: str, workdir: Path, web_port: int) -> subprocess.Popen[bytes]:
+def _start_worker(kafka: Endpoint, workdir: Path, web_port: int) -> subprocess.Popen[bytes]:
     env = {k: v for k, v in os.environ.items() if not k.startswith("MOTWATCH_")}
     env.update(
-        MOTWATCH_BROKER=bootstrap,
+        MOTWATCH_BROKER=kafka.bootstrap,
         MOTWATCH_TOPIC_PREFIX=PREFIX,
         MOTWATCH_WEB_PORT=str(web_port),
         MOTWATCH_DATA_DIR=str(workdir / "data"),
+        MOTWATCH_SECURITY_PROTOCOL=kafka.security_protocol,
     )
+    if kafka.uses_sasl:
+        env.update(
+            MOTWATCH_SASL_MECHANISM=kafka.sasl_mechanism,
+            MOTWATCH_SASL_USERNAME=kafka.username,
+            MOTWATCH_SASL_PASSWORD=kafka.password,
+        )
+    if kafka.cafile:
+        env["MOTWATCH_SSL_CAFILE"] = kafka.cafile
     log = open(workdir / "worker.log", "wb")  # noqa: SIM115 - lives as long as the worker
     return subprocess.Popen(
         [sys.executable, "-m", "motwatch.cli", "worker"],
@@ -188,7 +199,45 @@ def _wait_ready(proc: subprocess.Popen[bytes], log: Path, timeout: float = 120) 
         time.sleep(0.2)
 
 
-def run_demo(journeys: int = 300, rate: float = 150.0, settle_s: float = 30.0, workdir: str = WORKDIR) -> int:
+@contextlib.contextmanager
+def _broker(secure: bool) -> Iterator[Endpoint]:
+    """A local broker for the demo, and how the worker and the demo reach it.
+
+    Secure: the worker and the demo come in over SASL_SSL (SCRAM-SHA-512, the
+    broker's own CA), as the broker's user with every right granted.
+    """
+    if not secure:
+        with KafkaBroker(port=0) as plain:
+            print(f"Kafka broker (real, KRaft) at {plain.bootstrap}; starting the worker …")
+            yield Endpoint(plain.bootstrap or "")
+        return
+    from motwatch.kafka.broker.secure import SecureKafkaBroker  # its certificates need cryptography
+
+    with SecureKafkaBroker(port=0) as broker:
+        asyncio.run(broker.grant_all())
+        kafka = Endpoint(
+            bootstrap=broker.sasl_ssl_bootstrap or "",
+            security_protocol="SASL_SSL",
+            sasl_mechanism="SCRAM-SHA-512",
+            username=broker.username,
+            password=broker.password,
+            cafile=str(broker.ca_file),
+        )
+        print(
+            f"Kafka broker (real, KRaft, TLS and SCRAM) at {kafka.bootstrap}: the worker and the demo"
+            f" connect over SASL_SSL as user {kafka.username}, trusting {broker.ca_file};"
+            " starting the worker …"
+        )
+        yield kafka
+
+
+def run_demo(
+    journeys: int = 300,
+    rate: float = 150.0,
+    settle_s: float = 30.0,
+    workdir: str = WORKDIR,
+    secure: bool = False,
+) -> int:
     work = Path(workdir)
     work.mkdir(parents=True, exist_ok=True)
     sim = simulate(SimulationConfig(journeys=journeys, seed=7, invalid_share=0.01))
@@ -200,11 +249,9 @@ def run_demo(journeys: int = 300, rate: float = 150.0, settle_s: float = 30.0, w
     tally = Tally()
     interrupted = False
     try:
-        with KafkaBroker(port=0) as broker:
-            bootstrap = broker.bootstrap or ""
-            print(f"Kafka broker (real, KRaft) at {bootstrap}; starting the worker …")
+        with _broker(secure) as kafka:
             web_port = _free_port()
-            proc = _start_worker(bootstrap, work, web_port)
+            proc = _start_worker(kafka, work, web_port)
             try:
                 _wait_ready(proc, work / "worker.log")
                 print(f"worker ready (pid {proc.pid}, log {work}/worker.log)")
@@ -213,7 +260,7 @@ def run_demo(journeys: int = 300, rate: float = 150.0, settle_s: float = 30.0, w
                 print(f"feeding {len(sim.lines)} messages at {rate:.0f}/s; Ctrl-C to stop\n")
                 with open(work / "moments.jsonl", "wb") as moments_out:
                     interrupted = asyncio.run(
-                        _run(bootstrap, sim.lines, rate, settle_s, tally, len(sim.truth), moments_out)
+                        _run(kafka, sim.lines, rate, settle_s, tally, len(sim.truth), moments_out)
                     )
             finally:
                 # A second Ctrl-C must not cut the clean-up short.
@@ -238,7 +285,7 @@ def run_demo(journeys: int = 300, rate: float = 150.0, settle_s: float = 30.0, w
 
 
 async def _run(
-    bootstrap: str,
+    kafka: Endpoint,
     lines: list[bytes],
     rate: float,
     settle_s: float,
@@ -257,9 +304,9 @@ async def _run(
 
     loop = asyncio.get_running_loop()
     loop.add_signal_handler(signal.SIGINT, on_sigint)
-    watcher = asyncio.create_task(_watch(bootstrap, tally, stop, moments_out))
+    watcher = asyncio.create_task(_watch(kafka, tally, stop, moments_out))
     try:
-        await _feed(bootstrap, lines, rate, tally, stop)
+        await _feed(kafka, lines, rate, tally, stop)
         # Let the last timeouts fire and their moments arrive (Ctrl-C cuts it short).
         deadline = time.monotonic() + settle_s
         while not stop.is_set() and sum(tally.kinds.values()) < expected and time.monotonic() < deadline:
@@ -290,8 +337,13 @@ def add_parser(sub: argparse._SubParsersAction) -> None:
         default=".motwatch-data/demo",
         help="where its files go: events, moments reported, ground truth, worker log (default: %(default)s)",
     )
+    p.add_argument(
+        "--secure",
+        action="store_true",
+        help="run the broker with TLS and SCRAM, and the worker and the demo over SASL_SSL",
+    )
     p.set_defaults(func=run)
 
 
 def run(args: argparse.Namespace) -> int:
-    return run_demo(journeys=args.journeys, rate=args.rate, workdir=args.dir)
+    return run_demo(journeys=args.journeys, rate=args.rate, workdir=args.dir, secure=args.secure)

@@ -60,7 +60,8 @@ def _refused(address: str) -> bool:
     return False
 
 
-def test_the_demo_reports_what_detect_finds_and_leaves_its_files(tmp_path) -> None:
+@pytest.mark.parametrize("secure", [False, True], ids=["plaintext", "sasl_ssl"])
+def test_the_demo_reports_what_detect_finds_and_leaves_its_files(tmp_path, secure: bool) -> None:
     work = tmp_path / "demo"
     keep = {"MOTWATCH_CACHE_DIR"}  # where the broker's jars are; no other setting of this machine
     env = {k: v for k, v in os.environ.items() if not k.startswith("MOTWATCH_") or k in keep}
@@ -76,6 +77,7 @@ def test_the_demo_reports_what_detect_finds_and_leaves_its_files(tmp_path) -> No
             "400",
             "--dir",
             str(work),
+            *(["--secure"] if secure else []),
         ],
         cwd=tmp_path,
         env=env,
@@ -128,4 +130,10 @@ def test_the_demo_reports_what_detect_finds_and_leaves_its_files(tmp_path) -> No
     pid = int(re.search(r"worker ready \(pid (\d+),", out).group(1))
     with pytest.raises(ProcessLookupError):
         os.kill(pid, 0)
-    assert _refused(re.search(r"Kafka broker \(real, KRaft\) at (\S+);", out).group(1))
+    if not secure:
+        assert _refused(re.search(r"Kafka broker \(real, KRaft\) at (\S+);", out).group(1))
+        return
+    # --secure: it says the worker and the feed came in over SASL_SSL; the moments above got through.
+    said = re.search(r"Kafka broker \(real, KRaft, TLS and SCRAM\) at (\S+): the worker and the demo", out)
+    assert said and "connect over SASL_SSL as user motwatch" in out, out
+    assert _refused(said.group(1))

@@ -18,8 +18,16 @@ from .jars import (
     ensure_jars,
     lib_dir,
 )
-from .secure import SecureKafkaBroker
 from .server import KafkaBroker, run_foreground
+
+
+def __getattr__(name: str) -> object:
+    """``SecureKafkaBroker`` on first use: its certificates need ``cryptography``, a CLI start not."""
+    if name == "SecureKafkaBroker":
+        from .secure import SecureKafkaBroker
+
+        return SecureKafkaBroker
+    raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
 
 __all__ = [
     "KAFKA_VERSION",

@@ -16,11 +16,14 @@ import time
 from collections.abc import AsyncIterator, Awaitable, Callable
 from contextlib import asynccontextmanager
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import orjson
 from aiokafka import AIOKafkaConsumer, TopicPartition
 from aiokafka.admin import AIOKafkaAdminClient
+
+if TYPE_CHECKING:
+    from motwatch.kafka.broker.secure import SecureKafkaBroker
 
 READY_MARK = "Worker]: Ready"
 
@@ -260,3 +263,22 @@ async def committed_to_the_end(
     finally:
         await consumer.stop()
         await admin.close()
+
+
+def secured_env(broker: SecureKafkaBroker, way: str, prefix: str, **settings: object) -> dict[str, str]:
+    """A motwatch process's environment to come in ``way``: tls, scram or mtls."""
+    assert broker.ssl_bootstrap and broker.sasl_ssl_bootstrap
+    if way == "scram":
+        security = {
+            "security_protocol": "SASL_SSL",
+            "sasl_mechanism": "SCRAM-SHA-512",
+            "sasl_username": broker.username,
+            "sasl_password": broker.password,
+        }
+        bootstrap = broker.sasl_ssl_bootstrap
+    else:
+        security = {"security_protocol": "SSL"}
+        bootstrap = broker.ssl_bootstrap
+        if way == "mtls":
+            security |= {"ssl_certfile": broker.client_cert_file, "ssl_keyfile": broker.client_key_file}
+    return motwatch_env(bootstrap, prefix, ssl_cafile=broker.ca_file, **security, **settings)

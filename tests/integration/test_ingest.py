@@ -19,6 +19,7 @@ import asyncio
 import base64
 import json
 import urllib.request
+from collections.abc import AsyncIterator
 from pathlib import Path
 
 import orjson
@@ -32,8 +33,9 @@ from prometheus_client.samples import Sample
 from motwatch.commands.worker import prepare_topics
 from motwatch.core.partitioner import partition_for_key
 from motwatch.kafka.admin import create_topics
+from motwatch.kafka.security import Target, client_options, endpoint_of
 from motwatch.settings import Settings, load_settings
-from tests.workers import WorkerProcess, motwatch_env, read_topic, run_cli, wait_until
+from tests.workers import WorkerProcess, motwatch_env, read_topic, run_cli, secured_env, wait_until
 
 pytestmark = pytest.mark.integration
 
@@ -98,9 +100,9 @@ def _journey(line: bytes) -> str:
 
 
 async def _produce_round_the_partitions(
-    bootstrap: str, topic: str, lines: list[bytes], partitions: int
+    bootstrap: Target, topic: str, lines: list[bytes], partitions: int
 ) -> None:
-    producer = AIOKafkaProducer(bootstrap_servers=bootstrap, acks="all")
+    producer = AIOKafkaProducer(**client_options(bootstrap), acks="all")
     await producer.start()
     try:
         for i, line in enumerate(lines):
@@ -109,16 +111,34 @@ async def _produce_round_the_partitions(
         await producer.stop()
 
 
+@pytest.fixture(params=["plaintext", "sasl_ssl"])
+async def way_in(request, topic_prefix) -> AsyncIterator[tuple[dict[str, str], Target, str]]:
+    """The worker's environment, how the test's producer connects, and where the checks read:
+    the session broker in PLAINTEXT, or the secured broker's SCRAM listener, every right granted
+    to its user for this test (the checks read on its PLAINTEXT listener)."""
+    if request.param == "plaintext":
+        bootstrap = request.getfixturevalue("kafka_bootstrap")
+        yield motwatch_env(bootstrap, topic_prefix), bootstrap, bootstrap
+        return
+    secure = request.getfixturevalue("secure_kafka_broker")
+    env = secured_env(secure, "scram", topic_prefix)
+    await secure.grant_all()
+    try:
+        yield env, endpoint_of(load_settings(None, environ=env)), secure.bootstrap
+    finally:
+        await secure.revoke_all()
+
+
 async def test_valid_events_reach_their_journeys_and_bad_ones_are_dead_lettered(
-    kafka_bootstrap, topic_prefix, tmp_path
+    way_in, topic_prefix, tmp_path
 ):
-    env = motwatch_env(kafka_bootstrap, topic_prefix)
+    env, producer, kafka_bootstrap = way_in
     settings = Settings(topic_prefix=topic_prefix)
     partitions = settings.partitions
     path, valid = _input_file(tmp_path)
     lines = [line for line in path.read_bytes().splitlines() if line]
     with WorkerProcess(env, tmp_path / "w") as worker:
-        await _produce_round_the_partitions(kafka_bootstrap, settings.touchpoints_topic, lines, partitions)
+        await _produce_round_the_partitions(producer, settings.touchpoints_topic, lines, partitions)
         position = {line: i % partitions for i, line in enumerate(lines)}
         away = [
             (key, v)

@@ -24,9 +24,9 @@ from tests.workers import (
     canonical,
     committed_to_the_end,
     detect_moments,
-    motwatch_env,
     read_until_quiet,
     run_cli,
+    secured_env,
 )
 
 EXAMPLES = Path(__file__).resolve().parents[1] / "data" / "examples.jsonl"
@@ -42,25 +42,6 @@ async def broker(secure_kafka_broker: SecureKafkaBroker) -> AsyncIterator[Secure
         yield secure_kafka_broker
     finally:
         await secure_kafka_broker.revoke_all()
-
-
-def secured_env(broker: SecureKafkaBroker, way: str, prefix: str, **settings: object) -> dict[str, str]:
-    """A motwatch process's environment to come in ``way``: tls, scram or mtls."""
-    assert broker.ssl_bootstrap and broker.sasl_ssl_bootstrap
-    if way == "scram":
-        security = {
-            "security_protocol": "SASL_SSL",
-            "sasl_mechanism": "SCRAM-SHA-512",
-            "sasl_username": broker.username,
-            "sasl_password": broker.password,
-        }
-        bootstrap = broker.sasl_ssl_bootstrap
-    else:
-        security = {"security_protocol": "SSL"}
-        bootstrap = broker.ssl_bootstrap
-        if way == "mtls":
-            security |= {"ssl_certfile": broker.client_cert_file, "ssl_keyfile": broker.client_key_file}
-    return motwatch_env(bootstrap, prefix, ssl_cafile=broker.ca_file, **security, **settings)
 
 
 @pytest.mark.parametrize("way", ["tls", "scram", "mtls"])

@@ -255,6 +255,9 @@ class Settings(_Strict):
     # How long the dead-letter topic keeps a rejected message (its raw payload may hold personal
     # data): its retention.ms when motwatch creates it; a topic that exists is left as it is.
     deadletter_retention_days: float = Field(default=7, gt=0)
+    # False: an operator creates the topics; the worker checks they are there, with the
+    # partition counts it needs, and stops with the list of what is missing.
+    auto_create_topics: bool = True
     allowed_lateness_s: float = Field(default=120, ge=0)
     # A touchpoint that happened further ahead of its arrival (the Kafka record's time) is
     # rejected (future_timestamp): one wrong clock must not move event time for everyone.

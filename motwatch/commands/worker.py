@@ -7,8 +7,8 @@ import asyncio
 import logging
 
 from motwatch.commands.common import add_broker, settings_of
-from motwatch.kafka.admin import create_topics, partition_ids
-from motwatch.kafka.connection import wait_for_broker
+from motwatch.kafka.admin import create_topics, partition_counts, partition_ids
+from motwatch.kafka.connection import TransportError, wait_for_broker
 from motwatch.kafka.security import endpoint_of
 from motwatch.settings import Settings
 
@@ -35,17 +35,53 @@ def deadletter_retention_ms(settings: Settings) -> int:
     return round(settings.deadletter_retention_days * 86_400_000)
 
 
+def needed_topics(settings: Settings) -> dict[str, int | None]:
+    """Every topic the worker reads or writes, and the partition count it must have (None: any)."""
+    from motwatch.streams.app import TABLES
+
+    return {
+        settings.touchpoints_topic: None,
+        settings.by_journey_topic: settings.partitions,
+        settings.moments_topic: None,
+        settings.deadletter_topic: None,
+        **{f"{settings.worker_app_id}-{table}-changelog": settings.partitions for table in TABLES},
+        # Faust's leader election (the leader sends the ticks).
+        f"{settings.worker_app_id}-__assignor-__leader": 1,
+    }
+
+
+async def check_topics(settings: Settings) -> int:
+    """With ``auto_create_topics`` off: every needed topic exists with its partition count, or a
+    one-line TransportError lists what is missing or wrong; returns the input's partition count."""
+    counts = await partition_counts(endpoint_of(settings))
+    wrong = []
+    for name, needed in needed_topics(settings).items():
+        if name not in counts:
+            wrong.append(f"{name} (missing{f', {needed} partitions' if needed else ''})")
+        elif needed is not None and counts[name] != needed:
+            wrong.append(f"{name} (has {counts[name]} partitions, needs {needed})")
+    if wrong:
+        raise TransportError(
+            "auto_create_topics is false and these topics are not as the worker needs them: "
+            + "; ".join(wrong)
+        )
+    return counts[settings.touchpoints_topic]
+
+
 async def prepare_topics(settings: Settings) -> int:
     """The worker's topics must exist before Faust subscribes (it ignores missing ones).
 
     The dead-letter topic is created with ``retention.ms`` from ``deadletter_retention_days``
-    (an existing one is left as it is).
+    (an existing one is left as it is). With ``auto_create_topics`` off nothing is created:
+    :func:`check_topics` checks them.
 
     Returns the touchpoints topic's partition count (it may have been created
     before, with another count than the worker's own topics: then no
     touchpoint can skip the re-keying hop).
     """
     await wait_for_broker(endpoint_of(settings))
+    if not settings.auto_create_topics:
+        return await check_topics(settings)
     await create_topics(
         endpoint_of(settings),
         [settings.touchpoints_topic, settings.by_journey_topic, settings.moments_topic],

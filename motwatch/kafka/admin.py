@@ -93,6 +93,21 @@ async def create_topics(
     return created
 
 
+async def partition_counts(target: Target) -> dict[str, int]:
+    """Every topic of the cluster and its partition count (metadata of all topics: none is created)."""
+    admin = AIOKafkaAdminClient(**client_options(target), client_id="motwatch-admin")
+    async with one_line_errors(target):
+        try:
+            await admin.start()
+            return {
+                entry["topic"]: len(entry["partitions"])
+                for entry in await admin.describe_topics()
+                if entry["error_code"] == 0
+            }
+        finally:
+            await admin.close()
+
+
 async def partition_ids(target: Target, topic: str) -> list[int]:
     """The topic's partition ids; [] if it does not exist.
 

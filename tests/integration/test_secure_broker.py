@@ -23,7 +23,6 @@ import subprocess
 import sys
 import tomllib
 import uuid
-from collections.abc import AsyncIterator
 from pathlib import Path
 from typing import Any
 
@@ -39,16 +38,6 @@ from tests.kafka.test_broker import _children, _gone
 from tests.workers import wait_until
 
 TIMEOUT = 30
-
-
-@pytest.fixture
-async def broker(secure_kafka_broker: SecureKafkaBroker) -> AsyncIterator[SecureKafkaBroker]:
-    """The shared secure broker, its user granted every right for this test only."""
-    await secure_kafka_broker.grant_all()
-    try:
-        yield secure_kafka_broker
-    finally:
-        await secure_kafka_broker.revoke_all()
 
 
 async def _new_topic(broker: SecureKafkaBroker) -> str:

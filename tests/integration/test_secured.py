@@ -11,7 +11,6 @@ topics on the broker's PLAINTEXT listener, a super user's.
 
 from __future__ import annotations
 
-from collections.abc import AsyncIterator
 from pathlib import Path
 
 import orjson
@@ -32,16 +31,6 @@ from tests.workers import (
 EXAMPLES = Path(__file__).resolve().parents[1] / "data" / "examples.jsonl"
 # Idle advance far beyond the test: only the stream itself moves event time.
 SETTINGS = {"partitions": 2, "idle_advance_s": 36000}
-
-
-@pytest.fixture
-async def broker(secure_kafka_broker: SecureKafkaBroker) -> AsyncIterator[SecureKafkaBroker]:
-    """The shared secure broker, its user granted every right for this test only."""
-    await secure_kafka_broker.grant_all()
-    try:
-        yield secure_kafka_broker
-    finally:
-        await secure_kafka_broker.revoke_all()
 
 
 @pytest.mark.parametrize("way", ["tls", "scram", "mtls"])

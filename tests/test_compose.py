@@ -4,6 +4,11 @@ Nothing here starts a container: the tests read ``docker-compose.yml``, the
 ``Dockerfile``, ``.dockerignore``, ``config/prometheus.yml`` and Grafana's
 provisioning files and check that they fit together and fit the repository
 (paths that exist, ports that agree with the settings, names that resolve).
+The secured variant, ``docker-compose.yml`` overridden by
+``docker-compose.secure.yml``, is merged as Compose merges it and checked the
+same way, and more: its ``certs`` service's command is run here to make the
+certificates, and the worker's settings, the broker's keystore and the SCRAM
+user's setup are checked against what it wrote.
 
 Each check is a function that returns a list of problems, so the tests at the
 bottom can also feed it a broken copy and see it complain: a check that cannot
@@ -24,11 +29,15 @@ from typing import Any
 
 import pytest
 import yaml
+from cryptography import x509
+from cryptography.exceptions import InvalidSignature
 
-from motwatch.settings import Settings, load_settings
+from motwatch.kafka.broker import tls
+from motwatch.settings import ConfigError, Settings, load_settings
 
 REPO = Path(__file__).resolve().parents[1]
 COMPOSE_FILE = REPO / "docker-compose.yml"
+SECURE_FILE = REPO / "docker-compose.secure.yml"
 PROMETHEUS_FILE = REPO / "config" / "prometheus.yml"
 PROVISIONING_DIR = REPO / "grafana" / "provisioning"
 DASHBOARDS_DIR = REPO / "grafana" / "dashboards"
@@ -85,13 +94,15 @@ class Mount:
     kind: str  # "bind" or "volume"
     source: str | None  # host path or volume name; None for an anonymous volume
     target: str
+    read_only: bool = False
 
 
 def mounts_of(service: dict[str, Any]) -> list[Mount]:
     out = []
     for entry in service.get("volumes") or []:
         if isinstance(entry, dict):
-            out.append(Mount(entry.get("type", "volume"), entry.get("source"), entry["target"]))
+            kind, read_only = entry.get("type", "volume"), bool(entry.get("read_only"))
+            out.append(Mount(kind, entry.get("source"), entry["target"], read_only))
             continue
         parts = str(entry).split(":")
         if len(parts) == 1:
@@ -99,7 +110,8 @@ def mounts_of(service: dict[str, Any]) -> list[Mount]:
             continue
         source, target = parts[0], parts[1]
         kind = "bind" if source.startswith((".", "/", "~")) else "volume"
-        out.append(Mount(kind, source, target))
+        read_only = len(parts) > 2 and "ro" in parts[2].split(",")
+        out.append(Mount(kind, source, target, read_only))
     return out
 
 
@@ -178,6 +190,81 @@ def depends_of(service: dict[str, Any]) -> dict[str, str]:
     return {name: (spec or {}).get("condition", "service_started") for name, spec in raw.items()}
 
 
+# Compose replaces these when an override sets them; other sequences it extends.
+_REPLACED = {"command", "entrypoint"}
+
+
+def _as_mapping(key: str, value: Any) -> Any:
+    """``environment`` and ``depends_on`` in their mapping form, the form Compose merges them in."""
+    if key == "environment" and isinstance(value, list):
+        return dict(item.split("=", 1) if "=" in item else (item, None) for item in map(str, value))
+    if key == "depends_on" and isinstance(value, list):
+        return {name: {"condition": "service_started"} for name in value}
+    return value
+
+
+def _merge_mapping(base: dict[str, Any], over: dict[str, Any]) -> dict[str, Any]:
+    out = dict(base)
+    for key, value in over.items():
+        old = out.get(key)
+        both = isinstance(old, dict) and isinstance(value, dict)
+        out[key] = _merge_mapping(old, value) if both else copy.deepcopy(value)
+    return out
+
+
+def _merge_service(base: dict[str, Any], over: dict[str, Any]) -> dict[str, Any]:
+    out = copy.deepcopy(base)
+    for key, raw in over.items():
+        value, old = _as_mapping(key, raw), _as_mapping(key, out.get(key))
+        if key == "volumes" and isinstance(old, list) and isinstance(value, list):
+            # By the path in the container: the override's mount replaces the one there.
+            by_target = {
+                mount.target: entry for entry, mount in zip(old, mounts_of({"volumes": old}), strict=True)
+            }
+            by_target.update(
+                {m.target: entry for entry, m in zip(value, mounts_of({"volumes": value}), strict=True)}
+            )
+            out[key] = list(by_target.values())
+        elif key in _REPLACED or old is None:
+            out[key] = copy.deepcopy(value)
+        elif isinstance(old, dict) and isinstance(value, dict):
+            out[key] = _merge_mapping(old, value)
+        elif isinstance(old, list) and isinstance(value, list):
+            out[key] = old + [entry for entry in value if entry not in old]
+        else:
+            out[key] = copy.deepcopy(value)
+    return out
+
+
+def merge_compose(base: dict[str, Any], over: dict[str, Any]) -> dict[str, Any]:
+    """``docker compose -f base -f over``'s model, by Compose's merge rules for the keys used here.
+
+    Services merge by name; in a service, ``environment`` and ``depends_on`` merge by key (a list
+    form is made a mapping first), other mappings merge by key, ``volumes`` by container path,
+    ``command`` and ``entrypoint`` are replaced, other sequences (``ports``) extended, scalars
+    replaced. Top-level mappings (``volumes``) merge by name.
+    """
+    out = copy.deepcopy(base)
+    for key, value in over.items():
+        if key == "services":
+            merged = dict(out.get("services") or {})
+            for name, svc in (value or {}).items():
+                merged[name] = (
+                    _merge_service(merged[name], svc or {}) if name in merged else copy.deepcopy(svc)
+                )
+            out["services"] = merged
+        elif isinstance(out.get(key), dict) and isinstance(value, dict):
+            out[key] = _merge_mapping(out[key], value)
+        else:
+            out[key] = copy.deepcopy(value)
+    return out
+
+
+def load_secure_compose(override: dict[str, Any] | None = None) -> dict[str, Any]:
+    """``docker-compose.yml`` overridden by ``docker-compose.secure.yml`` (or the ``override`` given)."""
+    return interpolate(merge_compose(load_yaml(COMPOSE_FILE), override or load_yaml(SECURE_FILE)))
+
+
 def build_of(service: dict[str, Any], root: Path) -> tuple[Path, Path] | None:
     """(context, Dockerfile) of a service that is built, else None."""
     build = service.get("build")
@@ -254,6 +341,22 @@ def image_cmd(dockerfile: Path) -> list[str] | None:
         return None
     text = cmds[-1]
     return json.loads(text) if text.startswith("[") else shlex.split(text)
+
+
+def image_uid(dockerfile: Path, user: Any = None) -> int | None:
+    """The uid a container runs as: compose's ``user``, else the Dockerfile's last USER (via its useradd)."""
+    users = [args for name, args in instructions(dockerfile) if name == "USER"]
+    wanted = str(user if user is not None else (users[-1] if users else "root")).split(":")[0]
+    if wanted.isdigit():
+        return int(wanted)
+    if wanted == "root":
+        return 0
+    for name, args in instructions(dockerfile):
+        for found in re.finditer(r"\buseradd\s+([^&;|]+)", args) if name == "RUN" else ():
+            words = shlex.split(found.group(1))
+            if words[-1] == wanted and "--uid" in words[:-1]:
+                return int(words[words.index("--uid") + 1])
+    return None
 
 
 def _pattern_regex(pattern: str) -> re.Pattern[str]:
@@ -417,6 +520,44 @@ def _listeners(value: str) -> dict[str, tuple[str, int]]:
     return out
 
 
+# What the apache/kafka image's start script (docker/resources/common-scripts/configure and its
+# "utility render-properties") does with the environment: KAFKA_* variables but these become
+# server.properties keys, and a variable whose value holds "=" is left out.
+KAFKA_IMAGE_EXCLUDES = {
+    "KAFKA_VERSION",
+    "KAFKA_HEAP_OPT",
+    "KAFKA_LOG4J_OPTS",
+    "KAFKA_OPTS",
+    "KAFKA_JMX_OPTS",
+    "KAFKA_JVM_PERFORMANCE_OPTS",
+    "KAFKA_GC_LOG_OPTS",
+    "KAFKA_LOG4J_ROOT_LOGLEVEL",
+    "KAFKA_LOG4J_LOGGERS",
+    "KAFKA_TOOLS_LOG4J_LOGLEVEL",
+}
+# Demanded by that script when an advertised listener's *name* ends in SSL (it then also sets
+# ssl.keystore.password and ssl.key.password, which a PEM keystore must not have).
+KAFKA_IMAGE_SSL_DEMANDS = (
+    "KAFKA_SSL_KEYSTORE_FILENAME",
+    "KAFKA_SSL_KEY_CREDENTIALS",
+    "KAFKA_SSL_KEYSTORE_CREDENTIALS",
+)
+
+
+def kafka_property(name: str) -> str | None:
+    """The image's property for variable ``name``: ``_`` is ``.``, ``__`` is ``_``, ``___`` is ``-``."""
+    if not name.startswith("KAFKA_") or name in KAFKA_IMAGE_EXCLUDES:
+        return None
+    # Go's ReplaceAllStringFunc, as re.sub, replaces non-overlapping matches from the left.
+    dotted = re.sub(r"[^_]_[^_]", lambda m: m.group(0).replace("_", "."), name[len("KAFKA_") :])
+    return dotted.replace("___", "-").replace("__", "_").lower()
+
+
+def kafka_properties(env: dict[str, str]) -> dict[str, str]:
+    """The server.properties the image writes from ``env``."""
+    return {key: value for name, value in env.items() if (key := kafka_property(name)) and "=" not in value}
+
+
 def check_kafka(env: dict[str, str], service_name: str) -> list[str]:
     """A one-node KRaft broker+controller whose listeners agree with each other."""
     problems = []
@@ -472,6 +613,18 @@ def check_kafka(env: dict[str, str], service_name: str) -> list[str]:
     ):
         if key not in env:
             problems.append(f"kafka: {key} must be set to 1 (its default, 3, needs three brokers)")
+    if "SSL://" in env["KAFKA_ADVERTISED_LISTENERS"]:
+        demanded = [key for key in KAFKA_IMAGE_SSL_DEMANDS if key not in env]
+        if demanded:
+            problems.append(
+                f"kafka: a listener named *SSL makes the image's start script demand {', '.join(demanded)}"
+                " and set keystore passwords: give the listener another name"
+            )
+    if re.search(r"SASL_\w*://", env["KAFKA_ADVERTISED_LISTENERS"]) and "KAFKA_OPTS" not in env:
+        problems.append("kafka: a listener named SASL_* makes the image's start script demand KAFKA_OPTS")
+    for key, value in env.items():
+        if kafka_property(key) and "=" in value:
+            problems.append(f"kafka: {key} holds '=', and the image leaves it out of server.properties")
     return problems
 
 
@@ -593,12 +746,281 @@ def _datasource_uids(node: Any) -> Iterator[str]:
             yield from _datasource_uids(value)
 
 
+# ---------------------------------------------------------------- the secured variant
+
+
+TLS_MODULE = "motwatch.kafka.broker.tls"
+# The apache/kafka image runs Kafka as "appuser", the first user its alpine base's adduser makes.
+KAFKA_UID = 1000
+# The worker's settings that name files: in the secured stack, files on the certs volume.
+FILE_SETTINGS = (
+    "MOTWATCH_SASL_PASSWORD_FILE",
+    "MOTWATCH_SSL_CAFILE",
+    "MOTWATCH_SSL_CERTFILE",
+    "MOTWATCH_SSL_KEYFILE",
+)
+STANDARD_AUTHORIZER = "org.apache.kafka.metadata.authorizer.StandardAuthorizer"
+ROOT_USERS = ("0", "0:0", "root", "root:root")
+
+
+def script_of(service: dict[str, Any]) -> str:
+    """The shell script of a ``sh -c SCRIPT`` (or ``bash -ec``) command; any other command as one line."""
+    command = service.get("command") or []
+    if isinstance(command, str):
+        return command
+    words = [str(word) for word in command]
+    if len(words) == 3 and words[0] in ("sh", "bash") and re.fullmatch(r"-[a-z]*c", words[1]):
+        return words[2]
+    return shlex.join(words)
+
+
+def script_commands(script: str) -> list[list[str]]:
+    """A script's commands as words, one a line (``\\``-continued lines joined, comments left out)."""
+    lines = script.replace("\\\n", " ").splitlines()
+    return [shlex.split(line) for line in lines if line.strip() and not line.lstrip().startswith("#")]
+
+
+def options(words: list[str]) -> dict[str, list[str]]:
+    """``--name value`` (or ``--name=value``) pairs, a name's values gathered; a bare flag maps to []."""
+    out: dict[str, list[str]] = {}
+    i = 0
+    while i < len(words):
+        name, equals, value = words[i].partition("=")
+        if name.startswith("--"):
+            values = out.setdefault(name, [])
+            if equals:
+                values.append(value)
+            elif i + 1 < len(words) and not words[i + 1].startswith("--"):
+                values.append(words[i + 1])
+                i += 1
+        i += 1
+    return out
+
+
+@dataclass(frozen=True)
+class CertsRun:
+    """What the ``certs`` service wrote, made here by running its command."""
+
+    volume: str  # the named volume it writes
+    target: str  # where that volume is in its container
+    directory: Path  # the files, here
+    owners: dict[str, str]  # its chowns: path in its container -> owner
+
+
+def run_certs(doc: dict[str, Any], workdir: Path) -> CertsRun | str:
+    """Run the ``certs`` service's ``python -m motwatch.kafka.broker.tls`` here; or what is wrong."""
+    certs = services(doc).get("certs")
+    if certs is None:
+        return "no certs service"
+    commands = script_commands(script_of(certs))
+    run = next((words for words in commands if TLS_MODULE in words), None)
+    if run is None:
+        return f"certs: does not run python -m {TLS_MODULE}"
+    args = options(run[run.index(TLS_MODULE) + 1 :])
+    target, hosts = (args.get("--out") or [""])[-1], args.get("--host") or []
+    volume = next((m.source for m in mounts_of(certs) if m.kind == "volume" and m.target == target), None)
+    if volume is None or not hosts:
+        return f"certs: does not write certificates for --host names into a named volume ({target!r})"
+    directory = workdir / volume
+    tls.main(["--out", str(directory), *(word for host in hosts for word in ("--host", host))])
+    owners = {words[2]: words[1] for words in commands if len(words) == 3 and words[0] == "chown"}
+    return CertsRun(volume, target, directory, owners)
+
+
+def on_volume(service: dict[str, Any], path: str, run: CertsRun) -> Path | None:
+    """The file here that ``path`` in ``service``'s container is, when it is on the certs volume."""
+    wanted = PurePosixPath(path)
+    for mount in mounts_of(service):
+        target = PurePosixPath(mount.target)
+        if mount.source == run.volume and (wanted == target or target in wanted.parents):
+            return run.directory / wanted.relative_to(target)
+    return None
+
+
+def owner_of(run: CertsRun, file: Path) -> int | None:
+    """The uid the certs service gives ``file`` (one of its files), if it chowns it."""
+    owner = run.owners.get(str(PurePosixPath(run.target) / file.relative_to(run.directory).as_posix()), "")
+    owner = owner.split(":")[0]
+    return int(owner) if owner.isdigit() else None
+
+
+def secure_worker_settings(
+    doc: dict[str, Any], root: Path, run: CertsRun
+) -> tuple[Settings | None, list[str]]:
+    """The worker's settings as its container sees them: image env, compose env, certs-volume files here."""
+    worker = services(doc)["worker"]
+    build = build_of(worker, root)
+    environ = {**(image_env(build[1]) if build and build[1].is_file() else {}), **env_of(worker)}
+    problems = []
+    for key in FILE_SETTINGS:
+        if environ.get(key):
+            shown = on_volume(worker, environ[key], run)
+            if shown is None:
+                problems.append(f"worker: {key}={environ[key]} is not on the {run.volume} volume")
+            else:
+                environ[key] = str(shown)
+    config = root / "config" / "motwatch.toml"  # the image copies config/ into its working directory
+    try:
+        return load_settings(config if config.is_file() else None, environ=environ), problems
+    except ConfigError as exc:
+        return None, [*problems, f"worker: {exc}"]
+
+
+def _certificate_problems(settings: Settings, keystore: Path | None, host: str) -> list[str]:
+    """Whether the worker trusts the broker's keystore and finds ``host`` in it."""
+    if keystore is None or not keystore.is_file():
+        return ["kafka: its keystore is not a file the certs service writes"]
+    cert = x509.load_pem_x509_certificates(keystore.read_bytes())[0]
+    names = cert.extensions.get_extension_for_class(x509.SubjectAlternativeName).value
+    dns_names = names.get_values_for_type(x509.DNSName)
+    problems = [] if host in dns_names else [f"kafka: its certificate covers {dns_names}, not {host!r}"]
+    try:
+        (ca,) = x509.load_pem_x509_certificates(Path(settings.ssl_cafile).read_bytes())
+        cert.verify_directly_issued_by(ca)
+    except (OSError, ValueError, InvalidSignature):
+        problems.append(f"worker: ssl_cafile {settings.ssl_cafile} did not sign the broker's certificate")
+    if not settings.ssl_check_hostname:
+        problems.append("worker: ssl_check_hostname is off")
+    return problems
+
+
+def check_secure(doc: dict[str, Any], root: Path, workdir: Path) -> list[str]:
+    """The secured stack: the certificates, Kafka's SASL_SSL listener, the SCRAM user, the worker."""
+    svcs = services(doc)
+    missing = [name for name in ("certs", "kafka", "kafka-users", "worker") if name not in svcs]
+    if missing:
+        return [f"no {', '.join(missing)} service"]
+    certs, kafka, users, worker = svcs["certs"], svcs["kafka"], svcs["kafka-users"], svcs["worker"]
+    problems = []
+    build = build_of(worker, root)
+    if build is None or certs.get("image") != worker.get("image"):
+        problems.append(f"certs: image {certs.get('image')!r} is not the one the worker builds")
+    if users.get("image") != kafka.get("image"):
+        problems.append(f"kafka-users: image {users.get('image')!r} is not Kafka's {kafka.get('image')!r}")
+    for name in ("certs", "kafka-users"):
+        if svcs[name].get("restart") not in (None, "no"):
+            problems.append(
+                f"{name}: restart {svcs[name]['restart']!r} runs a one-shot service again and again"
+            )
+        if str(svcs[name].get("user")) not in ROOT_USERS:
+            problems.append(f"{name}: runs as {svcs[name].get('user')!r}, not root")
+    waits = {
+        "kafka": {"certs": "service_completed_successfully"},
+        "kafka-users": {"kafka": "service_healthy", "certs": "service_completed_successfully"},
+        "worker": {
+            "kafka": "service_healthy",
+            "certs": "service_completed_successfully",
+            "kafka-users": "service_completed_successfully",
+        },
+    }
+    for name, wanted in waits.items():
+        for other, condition in wanted.items():
+            if depends_of(svcs[name]).get(other) != condition:
+                problems.append(f"{name}: does not wait for {other} ({condition})")
+    run = run_certs(doc, workdir)
+    if isinstance(run, str):
+        return [*problems, run]
+    if not any(m.source == run.volume and m.read_only for m in mounts_of(kafka)):
+        problems.append(f"kafka: does not mount the {run.volume} volume read-only")
+
+    # The worker: SASL_SSL with SCRAM, its password and CA from the certs volume.
+    settings, found = secure_worker_settings(doc, root, run)
+    problems += found
+    if settings is None:
+        return problems
+    if (settings.security_protocol, settings.sasl_mechanism) != ("SASL_SSL", "SCRAM-SHA-512"):
+        problems.append(
+            f"worker: {settings.security_protocol} {settings.sasl_mechanism}, not SASL_SSL SCRAM-SHA-512"
+        )
+    if not settings.sasl_password_file or settings.sasl_password.get_secret_value():
+        problems.append("worker: the password is not read from sasl_password_file")
+    elif owner_of(run, Path(settings.sasl_password_file)) != (
+        image_uid(build[1], worker.get("user")) if build else None
+    ):
+        problems.append("worker: the certs service does not give the password file to the worker's user")
+    if not settings.ssl_cafile:
+        problems.append("worker: no ssl_cafile, so it trusts only public CAs")
+
+    # Kafka: the worker's address is a SASL_SSL listener with the keystore, SCRAM and the authorizer.
+    env = env_of(kafka)
+    props = kafka_properties(env)
+    protocol_map = env.get("KAFKA_LISTENER_SECURITY_PROTOCOL_MAP", "")
+    protocols = dict(item.split(":", 1) for item in protocol_map.split(",") if ":" in item)
+    host, _, port = settings.broker.rpartition(":")
+    advertised = _listeners(env.get("KAFKA_ADVERTISED_LISTENERS", ""))
+    address = (host, int(port)) if port.isdigit() else None
+    listener = next((name for name, there in advertised.items() if there == address), "")
+    if protocols.get(listener) != "SASL_SSL":
+        return [*problems, f"worker: broker {settings.broker} is not a SASL_SSL listener Kafka advertises"]
+    prefix = f"listener.name.{listener.lower()}."
+    keystore = props.get(prefix + "ssl.keystore.location", props.get("ssl.keystore.location"))
+    if props.get(prefix + "ssl.keystore.type", props.get("ssl.keystore.type")) != "PEM":
+        problems.append(f"kafka: listener {listener}'s keystore is not PEM")
+    shown = on_volume(kafka, keystore, run) if keystore else None
+    problems += _certificate_problems(settings, shown, host)
+    if shown is not None and owner_of(run, shown) != KAFKA_UID:
+        problems.append(
+            f"kafka: the certs service does not give the keystore to Kafka's user (uid {KAFKA_UID})"
+        )
+    mechanisms = props.get(prefix + "sasl.enabled.mechanisms", props.get("sasl.enabled.mechanisms", "GSSAPI"))
+    if settings.sasl_mechanism not in mechanisms.split(","):
+        problems.append(f"kafka: {settings.sasl_mechanism} is not an enabled SASL mechanism")
+    jaas = f"{prefix}{settings.sasl_mechanism.lower()}.sasl.jaas.config"
+    if "ScramLoginModule required" not in props.get(jaas, ""):
+        problems.append(f"kafka: no {jaas} with the ScramLoginModule")
+    if props.get("authorizer.class.name") != STANDARD_AUTHORIZER:
+        problems.append("kafka: the standard authorizer is not on")
+    if "User:ANONYMOUS" not in props.get("super.users", "").split(";"):
+        problems.append("kafka: User:ANONYMOUS (its PLAINTEXT listeners) is not a super user")
+
+    # kafka-users: the worker's user, with the worker's password, and its rights; as a super user.
+    script = script_of(users)
+    read = re.search(r"(\w+)=\$\(cat\s+(\S+)\)", script)
+    if read is None or on_volume(users, read.group(2), run) != Path(settings.sasl_password_file):
+        problems.append("kafka-users: does not read the password file the worker reads")
+    admin = {f"{h}:{p}" for name, (h, p) in advertised.items() if protocols.get(name) == "PLAINTEXT"}
+    commands = script_commands(script)
+    tools = {
+        tool: next((words for words in commands if words[0].endswith(f"/{tool}.sh")), [])
+        for tool in ("kafka-configs", "kafka-acls")
+    }
+    for tool, words in tools.items():
+        if (options(words).get("--bootstrap-server") or [""])[-1] not in admin:
+            problems.append(f"kafka-users: {tool} does not run against a PLAINTEXT listener of Kafka")
+    user = options(tools["kafka-configs"])
+    wanted = f"{settings.sasl_mechanism}=[password=${read.group(1) if read else ''}]"
+    if "--alter" not in user or user.get("--entity-type") != ["users"]:
+        problems.append("kafka-users: kafka-configs does not alter a user")
+    if user.get("--entity-name") != [settings.sasl_username] or user.get("--add-config") != [wanted]:
+        problems.append(f"kafka-users: does not add {settings.sasl_mechanism} for {settings.sasl_username}")
+    acl = options(tools["kafka-acls"])
+    if "--add" not in acl or acl.get("--allow-principal") != [f"User:{settings.sasl_username}"]:
+        problems.append(f"kafka-users: grants nothing to User:{settings.sasl_username}")
+    if acl.get("--resource-pattern-type") != ["prefixed"] or set(acl.get("--operation", [])) != {"All"}:
+        problems.append("kafka-users: the ACLs are not All on prefixes")
+    if not any(settings.topic_prefix.startswith(topic) for topic in acl.get("--topic", [])):
+        problems.append(f"kafka-users: no ACL covers the topics under {settings.topic_prefix}")
+    if not any(settings.worker_app_id.startswith(group) for group in acl.get("--group", [])):
+        problems.append(f"kafka-users: no ACL covers the group {settings.worker_app_id}")
+    return problems
+
+
 # ---------------------------------------------------------------- fixtures
 
 
 @pytest.fixture(scope="module")
 def compose() -> dict[str, Any]:
     return load_compose()
+
+
+@pytest.fixture(scope="module")
+def secure_override() -> dict[str, Any]:
+    return load_yaml(SECURE_FILE)
+
+
+@pytest.fixture(scope="module")
+def secure_compose(secure_override: dict[str, Any]) -> dict[str, Any]:
+    return load_secure_compose(secure_override)
 
 
 @pytest.fixture(scope="module")
@@ -873,3 +1295,225 @@ def test_grafana_check_catches_an_unknown_dashboard_datasource(
     board = {"panels": [{"datasource": {"type": "prometheus", "uid": "promethues"}}]}
     (root / "grafana/dashboards/board.json").write_text(json.dumps(board), encoding="utf-8")
     assert any("'promethues'" in p for p in check_grafana(compose, root))
+
+
+# ---------------------------------------------------------------- the secured variant
+
+
+def test_merge_follows_composes_rules() -> None:
+    base = {
+        "services": {
+            "a": {
+                "image": "x",
+                "environment": ["A=1", "B=2"],
+                "ports": ["1:1"],
+                "volumes": ["v:/data", "./c:/c:ro"],
+                "command": ["one"],
+                "depends_on": ["b"],
+            },
+            "b": {"image": "y"},
+        },
+        "volumes": {"v": None},
+    }
+    over = {
+        "services": {
+            "a": {
+                "environment": {"B": "3", "C": "4"},
+                "ports": ["2:2"],
+                "volumes": ["w:/data"],
+                "command": ["two"],
+                "depends_on": {"c": {"condition": "service_completed_successfully"}},
+            },
+            "c": {"image": "z"},
+        },
+        "volumes": {"w": None},
+    }
+    before = copy.deepcopy(base)
+    merged = merge_compose(base, over)
+    a = merged["services"]["a"]
+    assert a["environment"] == {"A": "1", "B": "3", "C": "4"}
+    assert a["ports"] == ["1:1", "2:2"]
+    assert a["volumes"] == ["w:/data", "./c:/c:ro"]
+    assert a["command"] == ["two"]
+    assert depends_of(a) == {"b": "service_started", "c": "service_completed_successfully"}
+    assert set(merged["services"]) == {"a", "b", "c"}
+    assert merged["volumes"] == {"v": None, "w": None}
+    assert base == before
+
+
+def test_secure_override_adds_the_one_shot_services(
+    compose: dict[str, Any], secure_compose: dict[str, Any]
+) -> None:
+    assert set(services(secure_compose)) == set(services(compose)) | {"certs", "kafka-users"}
+    built = [name for name, svc in services(secure_compose).items() if svc.get("build") is not None]
+    assert built == ["worker"]
+    assert "certs" in (secure_compose.get("volumes") or {})
+
+
+@pytest.mark.parametrize(
+    "check", ["services", "mounts", "ports", "depends_on", "kafka", "prometheus", "grafana"]
+)
+def test_secure_stack_passes_the_structural_checks(secure_compose: dict[str, Any], check: str) -> None:
+    assert _problems(secure_compose, check) == []
+
+
+def test_secure_stack_fits_together(secure_compose: dict[str, Any], tmp_path: Path) -> None:
+    assert check_secure(secure_compose, REPO, tmp_path) == []
+
+
+def test_secure_worker_settings_as_its_container_sees_them(
+    secure_compose: dict[str, Any], tmp_path: Path
+) -> None:
+    run = run_certs(secure_compose, tmp_path)
+    assert isinstance(run, CertsRun), run
+    assert (run.volume, run.target) == ("certs", "/certs")
+    settings, problems = secure_worker_settings(secure_compose, REPO, run)
+    assert problems == [] and settings is not None
+    assert settings.security_protocol == "SASL_SSL"
+    assert settings.sasl_mechanism == "SCRAM-SHA-512"
+    assert settings.sasl_username == "motwatch"
+    # Both files are the ones the certs service wrote, read through the worker's mount.
+    assert Path(settings.sasl_password_file) == run.directory / tls.PASSWORD_FILE
+    assert Path(settings.ssl_cafile) == run.directory / tls.CA_FILE
+    assert len(settings.password()) >= 32
+    # Its broker is Kafka's SASL_SSL listener, as Kafka advertises it.
+    env = env_of(services(secure_compose)["kafka"])
+    advertised = _listeners(env["KAFKA_ADVERTISED_LISTENERS"])
+    protocols = dict(item.split(":") for item in env["KAFKA_LISTENER_SECURITY_PROTOCOL_MAP"].split(","))
+    sasl_ssl = [address for name, address in advertised.items() if protocols[name] == "SASL_SSL"]
+    host, _, port = settings.broker.rpartition(":")
+    assert sasl_ssl == [(host, int(port))] == [("kafka", 9095)]
+    props = kafka_properties(env)
+    assert props["listener.name.secure.scram-sha-512.sasl.jaas.config"] == (
+        "org.apache.kafka.common.security.scram.ScramLoginModule required;"
+    )
+    assert props["listener.name.secure.ssl.keystore.location"] == "/etc/kafka/certs/broker.pem"
+
+
+def _problems(doc: dict[str, Any], check: str, workdir: Path | None = None) -> list[str]:
+    """What one check says of ``doc``; ``secure`` runs the certs service's command in ``workdir``."""
+    return {
+        "services": lambda: check_services(doc, REPO),
+        "mounts": lambda: check_mounts(doc, REPO),
+        "ports": lambda: check_ports(doc),
+        "depends_on": lambda: check_depends_on(doc),
+        "kafka": lambda: check_kafka(env_of(services(doc)["kafka"]), "kafka"),
+        "prometheus": lambda: check_prometheus(load_yaml(PROMETHEUS_FILE), doc, REPO, Settings().web_port),
+        "grafana": lambda: check_grafana(doc, REPO),
+        "secure": lambda: check_secure(doc, REPO, _required(workdir)),
+    }[check]()
+
+
+def _required(workdir: Path | None) -> Path:
+    assert workdir is not None, "the secure check writes certificates: give it a folder"
+    return workdir
+
+
+def _env(service: str, key: str, value: str | None) -> Any:
+    def change(doc: dict[str, Any]) -> None:
+        env = doc["services"][service]["environment"]
+        if value is None:
+            del env[key]
+        else:
+            env[key] = value
+
+    return change
+
+
+def _script(service: str, old: str, new: str) -> Any:
+    def change(doc: dict[str, Any]) -> None:
+        command = doc["services"][service]["command"]
+        assert old in command[2], old
+        command[2] = command[2].replace(old, new)
+
+    return change
+
+
+def _rename_listener(doc: dict[str, Any]) -> None:
+    env = doc["services"]["kafka"]["environment"]
+    for key in ("KAFKA_LISTENERS", "KAFKA_ADVERTISED_LISTENERS", "KAFKA_LISTENER_SECURITY_PROTOCOL_MAP"):
+        env[key] = env[key].replace("SECURE:", "SASL_SSL:")
+
+
+@pytest.mark.parametrize(
+    ("check", "change", "expected"),
+    [
+        ("secure", _env("worker", "MOTWATCH_BROKER", "kafka:9092"), "is not a SASL_SSL listener"),
+        ("secure", _env("worker", "MOTWATCH_SECURITY_PROTOCOL", "SSL"), "not SASL_SSL SCRAM-SHA-512"),
+        ("secure", _env("worker", "MOTWATCH_SSL_CAFILE", "/certs/ca.crt"), "ssl_cafile: no such file"),
+        (
+            "secure",
+            _env("worker", "MOTWATCH_SASL_PASSWORD_FILE", "/run/secrets/password"),
+            "is not on the certs volume",
+        ),
+        ("secure", _env("worker", "MOTWATCH_SSL_CAFILE", None), "no ssl_cafile"),
+        ("secure", _script("certs", "--host kafka ", ""), "covers ['localhost'], not 'kafka'"),
+        ("secure", _script("certs", "chown 10001", "chown 1000"), "password file to the worker's user"),
+        ("secure", _script("certs", "chown 1000 ", "chown 10001 "), "keystore to Kafka's user"),
+        (
+            "secure",
+            lambda d: d["services"]["certs"].__setitem__("image", "python:3.11-slim"),
+            "the worker builds",
+        ),
+        (
+            "secure",
+            lambda d: d["services"]["certs"].__setitem__("restart", "unless-stopped"),
+            "again and again",
+        ),
+        (
+            "secure",
+            lambda d: d["services"]["worker"]["depends_on"].pop("kafka-users"),
+            "wait for kafka-users",
+        ),
+        (
+            "secure",
+            lambda d: d["services"]["kafka"].__setitem__("volumes", ["certs:/etc/kafka/certs"]),
+            "read-only",
+        ),
+        (
+            "secure",
+            _env("kafka", "KAFKA_LISTENER_NAME_SECURE_SSL_KEYSTORE_LOCATION", "/etc/kafka/certs/kafka.pem"),
+            "keystore is not a file the certs service writes",
+        ),
+        (
+            "secure",
+            lambda d: d["services"]["kafka"]["environment"].__setitem__(
+                "KAFKA_LISTENER_NAME_SECURE_SCRAM_SHA_512_SASL_JAAS_CONFIG",
+                d["services"]["kafka"]["environment"].pop(
+                    "KAFKA_LISTENER_NAME_SECURE_SCRAM___SHA___512_SASL_JAAS_CONFIG"
+                ),
+            ),
+            "no listener.name.secure.scram-sha-512.sasl.jaas.config",
+        ),
+        ("secure", _env("kafka", "KAFKA_SUPER_USERS", "User:motwatch"), "User:ANONYMOUS"),
+        ("secure", _script("kafka-users", "--entity-name motwatch", "--entity-name worker"), "for motwatch"),
+        ("secure", _script("kafka-users", "cat /certs/password", "cat /certs/ca.pem"), "password file"),
+        ("secure", _script("kafka-users", "kafka:9092 --add", "kafka:9095 --add"), "kafka-acls does not run"),
+        ("secure", _script("kafka-users", "--topic motwatch.", "--topic sandbox."), "topics under motwatch."),
+        (
+            "secure",
+            _script("kafka-users", "--group motwatch.", "--group motwatch-"),
+            "group motwatch.motwatch",
+        ),
+        ("kafka", _rename_listener, "give the listener another name"),
+        ("kafka", _env("kafka", "KAFKA_SSL_PRINCIPAL_MAPPING_RULES", "RULE:^CN=(.*)$/$1/"), "holds '='"),
+        ("mounts", lambda d: d.pop("volumes"), "'certs' is not declared"),
+        (
+            "ports",
+            lambda d: d["services"]["kafka"].__setitem__("ports", ["127.0.0.1:9094:9095"]),
+            "also published",
+        ),
+        (
+            "depends_on",
+            lambda d: d["services"]["worker"]["depends_on"].__setitem__("kafka-user", {}),
+            "undefined service 'kafka-user'",
+        ),
+    ],
+)
+def test_checks_catch_a_broken_secure_override(
+    secure_override: dict[str, Any], tmp_path: Path, check: str, change: Any, expected: str
+) -> None:
+    override = copy.deepcopy(secure_override)
+    change(override)
+    problems = _problems(load_secure_compose(override), check, tmp_path)
+    assert any(expected in problem for problem in problems), problems

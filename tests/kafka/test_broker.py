@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import datetime
 import os
 import re
 import selectors
@@ -16,6 +17,7 @@ from pathlib import Path
 
 import pytest
 from cryptography import x509
+from cryptography.hazmat.primitives import serialization
 from cryptography.x509.oid import ExtendedKeyUsageOID
 
 from motwatch.commands.record import record
@@ -30,6 +32,7 @@ from motwatch.kafka.broker import (
     ensure_jars,
     lib_dir,
     run_foreground,
+    tls,
 )
 from motwatch.kafka.broker.tls import CertificateAuthority
 from motwatch.kafka.connection import wait_for_broker
@@ -248,6 +251,74 @@ def test_secure_options_are_checked_before_starting(tmp_path: Path) -> None:
         SecureKafkaBroker().issue_client_cert("someone")
     with pytest.raises(ValueError, match="unknown ACL value 'everything'"):
         Acl("User:motwatch", "topic", "*", "everything")
+
+
+# --- python -m motwatch.kafka.broker.tls: the certs service of docker-compose.secure.yml ------------
+
+
+def _files(folder: Path) -> dict[str, tuple[bytes, int]]:
+    return {path.name: (path.read_bytes(), path.stat().st_mtime_ns) for path in sorted(folder.iterdir())}
+
+
+def test_tls_entry_point_writes_a_ca_keystore_and_password_once(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    out = tmp_path / "certs"
+    args = ["--out", str(out), "--host", "kafka", "--host", "localhost"]
+    assert tls.main(args) == 0
+    assert capsys.readouterr().out == "wrote broker.pem, ca.pem, password\n"
+    keystore, password = out / "broker.pem", out / "password"
+
+    # Kafka's PEM keystore: the unencrypted key of the broker's certificate, then the chain.
+    assert re.findall(r"-----BEGIN ([A-Z ]+)-----", keystore.read_text()) == [
+        "PRIVATE KEY",
+        "CERTIFICATE",
+        "CERTIFICATE",
+    ]
+    (ca_cert,) = x509.load_pem_x509_certificates((out / "ca.pem").read_bytes())
+    broker_cert, chained_ca = x509.load_pem_x509_certificates(keystore.read_bytes())
+    key = serialization.load_pem_private_key(keystore.read_bytes(), password=None)
+    assert key.public_key() == broker_cert.public_key()
+    assert chained_ca == ca_cert
+    broker_cert.verify_directly_issued_by(ca_cert)
+    names = broker_cert.extensions.get_extension_for_class(x509.SubjectAlternativeName).value
+    assert names.get_values_for_type(x509.DNSName) == ["kafka", "localhost"]
+    assert names.get_values_for_type(x509.IPAddress) == []
+    usage = broker_cert.extensions.get_extension_for_class(x509.ExtendedKeyUsage).value
+    assert list(usage) == [ExtendedKeyUsageOID.SERVER_AUTH]
+    # URL-safe: Kafka's --add-config 'SCRAM-SHA-512=[password=...]' has no escapes.
+    assert re.fullmatch(r"[A-Za-z0-9_-]{32}\n", password.read_text())
+    assert {stat.S_IMODE(path.stat().st_mode) for path in (keystore, password)} == {0o600}
+
+    before = _files(out)
+    assert tls.main(args) == 0
+    assert capsys.readouterr().out == f"{out}: all present\n"
+    assert _files(out) == before
+
+
+def test_tls_entry_point_makes_a_new_pair_when_the_keystore_no_longer_fits(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    out = tmp_path / "certs"
+    tls.main(["--out", str(out), "--host", "localhost"])
+    password = (out / "password").read_bytes()
+
+    def renewed(*hosts: str) -> bool:
+        """Whether a run made a new CA and keystore (which always fit together)."""
+        before = (out / "broker.pem").read_bytes()
+        tls.main(["--out", str(out), *(word for host in hosts for word in ("--host", host))])
+        (ca_cert,) = x509.load_pem_x509_certificates((out / "ca.pem").read_bytes())
+        broker_cert = x509.load_pem_x509_certificates((out / "broker.pem").read_bytes())[0]
+        broker_cert.verify_directly_issued_by(ca_cert)
+        return (out / "broker.pem").read_bytes() != before
+
+    assert renewed("kafka", "localhost")  # a host it did not cover
+    assert not renewed("kafka")
+    (out / "ca.pem").unlink()  # half a pair
+    assert renewed("kafka")
+    monkeypatch.setattr(tls, "RENEW_BEFORE", datetime.timedelta(days=tls.VALID_DAYS + 1))  # expiring
+    assert renewed("kafka")
+    assert (out / "password").read_bytes() == password
 
 
 # --- python -m motwatch.kafka.broker ------------------------------------------------------------

@@ -5,17 +5,25 @@ Python's ``ssl`` module loads it: keys are unencrypted PKCS#8 (Kafka needs no
 ``ssl.key.password`` for those) and only ever written with mode 0600, inside
 the broker's own temporary folder. Keys are EC P-256: quick to make, and
 every TLS client here speaks ECDSA.
+
+``python -m motwatch.kafka.broker.tls --out DIR --host NAME...`` writes a CA,
+a broker keystore for those names and a SCRAM password into ``DIR`` once
+(what the ``certs`` service of ``docker-compose.secure.yml`` runs).
 """
 
 from __future__ import annotations
 
+import argparse
 import datetime
 import ipaddress
 import os
+import secrets
+import sys
 from dataclasses import dataclass
 from pathlib import Path
 
 from cryptography import x509
+from cryptography.exceptions import InvalidSignature
 from cryptography.hazmat.primitives import hashes, serialization
 from cryptography.hazmat.primitives.asymmetric import ec
 from cryptography.x509.oid import ExtendedKeyUsageOID, NameOID
@@ -144,3 +152,63 @@ def _usage(*, cert_sign: bool) -> x509.KeyUsage:
         encipher_only=False,
         decipher_only=False,
     )
+
+
+# What ``main`` writes into its folder.
+CA_FILE = "ca.pem"
+KEYSTORE_FILE = "broker.pem"
+PASSWORD_FILE = "password"
+# A keystore that expires sooner than this is made again.
+RENEW_BEFORE = datetime.timedelta(days=1)
+
+
+def _keystore_fits(keystore: Path, ca_file: Path, hosts: tuple[str, ...]) -> bool:
+    """Whether ``keystore`` holds a certificate from ``ca_file`` for every host, good for a while yet."""
+    try:
+        cert = x509.load_pem_x509_certificates(keystore.read_bytes())[0]
+        (ca_cert,) = x509.load_pem_x509_certificates(ca_file.read_bytes())
+        cert.verify_directly_issued_by(ca_cert)
+        names = cert.extensions.get_extension_for_class(x509.SubjectAlternativeName).value
+    except (OSError, ValueError, TypeError, InvalidSignature, x509.ExtensionNotFound):
+        return False
+    left = cert.not_valid_after_utc - datetime.datetime.now(datetime.UTC)
+    return set(hosts) <= set(names.get_values_for_type(x509.DNSName)) and left > RENEW_BEFORE
+
+
+def write_broker_files(directory: Path, hosts: tuple[str, ...]) -> list[Path]:
+    """A CA, a broker keystore for ``hosts`` and a SCRAM password in ``directory``; what it wrote.
+
+    The CA and the keystore are one pair (the CA's key is gone once they are written): both are
+    made again when either is missing, or the keystore is not the CA's, misses a host or expires
+    within a day. The password (URL-safe, as Kafka's ``--add-config`` syntax has no escapes) is
+    made only when missing or empty.
+    """
+    directory.mkdir(parents=True, exist_ok=True)
+    ca_file, keystore, password = directory / CA_FILE, directory / KEYSTORE_FILE, directory / PASSWORD_FILE
+    written: list[Path] = []
+    if not _keystore_fits(keystore, ca_file, hosts):
+        ca = CertificateAuthority()
+        cert, key = ca.issue(hosts[0], server=True, dns_names=hosts)
+        write_private(keystore, _key_pem(key) + _cert_pem(cert) + _cert_pem(ca.cert))
+        written += [keystore, ca.write(ca_file)]
+    if not password.is_file() or password.stat().st_size == 0:
+        write_private(password, (secrets.token_urlsafe(24) + "\n").encode())
+        written.append(password)
+    return written
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(
+        prog="python -m motwatch.kafka.broker.tls",
+        description="Write a CA, a broker PEM keystore for the --host names and a SCRAM password, once.",
+    )
+    parser.add_argument("--out", type=Path, required=True, help="the folder (made if missing)")
+    parser.add_argument("--host", dest="hosts", metavar="NAME", action="append", required=True)
+    args = parser.parse_args(argv)
+    written = write_broker_files(args.out, tuple(args.hosts))
+    print(f"wrote {', '.join(path.name for path in written)}" if written else f"{args.out}: all present")
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -9,6 +9,7 @@ from motwatch.commands.common import add_broker, read_lines, settings_of, topic_
 from motwatch.core.validation import journey_key_of
 from motwatch.kafka.admin import create_topics
 from motwatch.kafka.connection import wait_for_broker
+from motwatch.kafka.rights import require_rights, writer_rights
 from motwatch.kafka.security import endpoint_of
 from motwatch.kafka.writer import produce_lines
 
@@ -33,6 +34,7 @@ def run(args: argparse.Namespace) -> int:
 
     async def go() -> int:
         await wait_for_broker(endpoint_of(settings), timeout=3)
+        await require_rights(endpoint_of(settings), writer_rights(topic))
         await create_topics(endpoint_of(settings), [topic], settings.partitions, settings.replication_factor)
         return await produce_lines(endpoint_of(settings), topic, lines, _key_of)
 

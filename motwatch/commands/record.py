@@ -21,6 +21,7 @@ from motwatch.commands.common import (
 from motwatch.kafka.connection import wait_for_broker
 from motwatch.kafka.reader import Selection, read_records
 from motwatch.kafka.recording import meta_line
+from motwatch.kafka.rights import reader_rights, require_rights
 from motwatch.kafka.security import Target, endpoint_of
 
 
@@ -74,6 +75,7 @@ def run(args: argparse.Namespace) -> int:
 
     async def go() -> int:
         await wait_for_broker(endpoint_of(settings), timeout=3)
+        await require_rights(endpoint_of(settings), reader_rights(topic))
         return await record(
             endpoint_of(settings),
             topic,

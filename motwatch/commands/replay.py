@@ -37,6 +37,7 @@ from motwatch.kafka.admin import create_topics
 from motwatch.kafka.connection import wait_for_broker
 from motwatch.kafka.reader import read_records
 from motwatch.kafka.recording import Record, from_topic, records_of_file
+from motwatch.kafka.rights import reader_rights, require_rights, writer_rights
 from motwatch.kafka.security import endpoint_of
 from motwatch.kafka.writer import topic_writer
 from motwatch.settings import Settings
@@ -270,6 +271,7 @@ def run(args: argparse.Namespace) -> int:
         source_topic = topic_name(settings, args.source.removeprefix("kafka:"))
         if source_topic == target:
             raise UsageError("the source and the target are the same topic")
+        asyncio.run(require_rights(endpoint_of(settings), reader_rights(source_topic)))
         messages = read_records(
             endpoint_of(settings),
             source_topic,
@@ -292,6 +294,7 @@ async def send_records(
 ) -> ReplaySummary:
     """Replay records into ``target`` (created when missing); returns once every one is acknowledged."""
     await wait_for_broker(endpoint_of(settings), timeout=3)
+    await require_rights(endpoint_of(settings), writer_rights(target))
     await create_topics(endpoint_of(settings), [target], settings.partitions, settings.replication_factor)
     async with topic_writer(endpoint_of(settings), target, client_id="motwatch-replay") as writer:
 

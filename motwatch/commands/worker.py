@@ -9,6 +9,7 @@ import logging
 from motwatch.commands.common import add_broker, settings_of
 from motwatch.kafka.admin import create_topics, partition_counts, partition_ids
 from motwatch.kafka.connection import TransportError, wait_for_broker
+from motwatch.kafka.rights import require_rights, worker_rights
 from motwatch.kafka.security import endpoint_of
 from motwatch.settings import Settings
 
@@ -80,6 +81,10 @@ async def prepare_topics(settings: Settings) -> int:
     touchpoint can skip the re-keying hop).
     """
     await wait_for_broker(endpoint_of(settings))
+    from motwatch.streams.app import TABLES
+
+    # Every right it needs, or one line naming the missing ones (Faust would retry or crash).
+    await require_rights(endpoint_of(settings), worker_rights(settings, TABLES))
     if not settings.auto_create_topics:
         return await check_topics(settings)
     await create_topics(

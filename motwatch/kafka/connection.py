@@ -5,7 +5,8 @@ Every failure surfaces as a :class:`TransportError` (or its
 handshake or login) with a one-line message, so commands never need to print
 tracebacks. aiokafka tells why a secured connection failed only in its log:
 while a command connects, that log is taken in (not printed) and read for the
-reason, which never quotes a secret.
+reason, which never quotes a secret. A right the broker refuses is a
+:class:`NotAuthorized` naming it (README, Least privilege).
 """
 
 from __future__ import annotations
@@ -15,11 +16,19 @@ import logging
 import os
 import socket
 import time
-from collections.abc import AsyncIterator, Iterator
+from collections.abc import AsyncIterator, Iterable, Iterator
 from contextlib import asynccontextmanager, contextmanager, suppress
 
 from aiokafka.admin import AIOKafkaAdminClient
-from aiokafka.errors import KafkaConnectionError, KafkaError, KafkaTimeoutError
+from aiokafka.errors import (
+    ClusterAuthorizationFailedError,
+    GroupAuthorizationFailedError,
+    KafkaConnectionError,
+    KafkaError,
+    KafkaTimeoutError,
+    TopicAuthorizationFailedError,
+    TransactionalIdAuthorizationFailed,
+)
 
 from motwatch.kafka.security import Target, address, client_options, endpoint
 
@@ -36,6 +45,74 @@ class BrokerUnreachable(TransportError):
 
 class ConnectionRefused(TransportError):
     """The broker answers but the TLS handshake or the login fails: retrying will not help."""
+
+
+class NotAuthorized(TransportError):
+    """The broker refuses this principal an operation: an ACL will help, retrying will not."""
+
+
+# Where a person finds which ACLs motwatch needs.
+LEAST_PRIVILEGE = "see README, Least privilege"
+_AUTHORIZATION_ERRORS = (
+    TopicAuthorizationFailedError,
+    GroupAuthorizationFailedError,
+    ClusterAuthorizationFailedError,
+    TransactionalIdAuthorizationFailed,
+)
+
+
+def not_authorized(target: Target, denied: Iterable[tuple[str | None, str, str]]) -> NotAuthorized:
+    """One line naming each refused right, given as (operation, resource type, name) in order.
+
+    E.g. ``not authorized to WRITE topic m.moments; READ group m.motwatch as user 'motwatch'
+    on Kafka at h:9093 (grant it: see README, Least privilege)``; an operation of None is one
+    the error does not tell.
+    """
+    names: dict[tuple[str | None, str], list[str]] = {}
+    for operation, resource_type, name in denied:
+        names.setdefault((operation, resource_type), [])
+        if name and name not in names[operation, resource_type]:
+            names[operation, resource_type].append(name)
+    parts = []
+    for (operation, resource_type), of_kind in names.items():
+        kind = resource_type.replace("_", " ") + ("s" if len(of_kind) > 1 else "")
+        parts.append(" ".join(filter(None, (operation or "use", kind, ", ".join(of_kind)))))
+    where = endpoint(target)
+    who = f" as user {where.username!r}" if where.uses_sasl else ""
+    grant = "them" if len(parts) > 1 or any(len(n) > 1 for n in names.values()) else "it"
+    return NotAuthorized(
+        f"not authorized to {'; '.join(parts)}{who} on Kafka at {where.bootstrap} "
+        f"(grant {grant}: {LEAST_PRIVILEGE})"
+    )
+
+
+def _failed_doing(exc: BaseException) -> str | None:
+    """WRITE when a producer failed, READ when a consumer did (the innermost one), None otherwise."""
+    doing, tb = None, exc.__traceback__
+    while tb is not None:
+        module = str(tb.tb_frame.f_globals.get("__name__", ""))
+        if module.startswith("aiokafka.producer") or module == "motwatch.kafka.writer":
+            doing = "WRITE"
+        elif module.startswith("aiokafka.consumer") or module == "motwatch.kafka.reader":
+            doing = "READ"
+        tb = tb.tb_next
+    return doing
+
+
+def _refused(exc: KafkaError) -> list[tuple[str | None, str, str]]:
+    """The rights an aiokafka authorization error stands for: (operation, resource type, name)."""
+    named = exc.args[0] if exc.args else ""
+    names = sorted(map(str, named)) if isinstance(named, set | frozenset | list | tuple) else [str(named)]
+    doing = _failed_doing(exc)
+    if isinstance(exc, GroupAuthorizationFailedError):
+        return [("READ", "group", name) for name in names]
+    if isinstance(exc, TransactionalIdAuthorizationFailed):
+        return [("WRITE", "transactional_id", name) for name in names]
+    if isinstance(exc, ClusterAuthorizationFailedError):
+        # A producer is refused the cluster only for idempotence (InitProducerId).
+        return [("IDEMPOTENT_WRITE" if doing == "WRITE" else None, "cluster", "kafka-cluster")]
+    # A topic the client may not even describe is refused in metadata: DESCRIBE.
+    return [(doing or "DESCRIBE", "topic", name) for name in names]
 
 
 class _Taken(logging.Handler):
@@ -157,6 +234,8 @@ async def one_line_errors(target: Target) -> AsyncIterator[None]:
             raise BrokerUnreachable(f"cannot reach Kafka at {bootstrap}: {reason}") from None
         except (KafkaTimeoutError, TimeoutError):
             raise TransportError(f"timed out talking to Kafka at {bootstrap}") from None
+        except _AUTHORIZATION_ERRORS as exc:
+            raise not_authorized(target, _refused(exc)) from None
         except KafkaError as exc:
             raise TransportError(f"Kafka at {bootstrap}: {exc}") from None
 

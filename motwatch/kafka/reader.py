@@ -108,13 +108,6 @@ async def read_records(
     bootstrap = address(target)
     async with one_line_errors(target):
         await preflight(target)
-        consumer = AIOKafkaConsumer(
-            **client_options(target),
-            client_id="motwatch-record",
-            group_id=None,
-            enable_auto_commit=False,
-            auto_offset_reset="earliest" if from_beginning else "latest",
-        )
         partitions = await partition_ids(target, topic)
         if not partitions:
             raise TransportError(f"topic {topic} does not exist on {bootstrap}")
@@ -123,6 +116,13 @@ async def read_records(
             if unknown:
                 raise TransportError(f"topic {topic} has no partition {unknown[0]}")
             partitions = [p for p in partitions if p in selection.offsets]
+        consumer = AIOKafkaConsumer(
+            **client_options(target),
+            client_id="motwatch-record",
+            group_id=None,
+            enable_auto_commit=False,
+            auto_offset_reset="earliest" if from_beginning else "latest",
+        )
         await consumer.start()
         try:
             tps = [TopicPartition(topic, p) for p in partitions]

@@ -29,6 +29,7 @@ def __getattr__(name: str) -> object:
         return SecureKafkaBroker
     raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
 
+
 __all__ = [
     "KAFKA_VERSION",
     "LOG4J_VERSION",

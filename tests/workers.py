@@ -282,3 +282,33 @@ def secured_env(broker: SecureKafkaBroker, way: str, prefix: str, **settings: ob
         if way == "mtls":
             security |= {"ssl_certfile": broker.client_cert_file, "ssl_keyfile": broker.client_key_file}
     return motwatch_env(bootstrap, prefix, ssl_cafile=broker.ca_file, **security, **settings)
+
+
+async def worker_round_trip(env: dict[str, str], plain: str, prefix: str, workdir: Path) -> str:
+    """Simulated journeys go in by ``motwatch produce`` while ``motwatch worker`` runs, both with
+    ``env``; the moments it writes (read on ``plain``, a super user's way in) must be ``motwatch
+    detect``'s, ids included, and ``motwatch record`` with ``env`` reads them back. Returns the
+    worker's log."""
+    from motwatch.simulation import SimulationConfig, simulate
+
+    sim = simulate(SimulationConfig(journeys=40, seed=3))
+    path = workdir / "journeys.jsonl"
+    path.write_bytes(b"\n".join(sim.lines) + b"\n")
+    expected = detect_moments(path, env)
+    assert expected, "the simulation should report moments"
+    with WorkerProcess(env, workdir / "w") as worker:
+        produced = run_cli("produce", str(path), env=env)
+        assert produced.returncode == 0, produced.stderr.decode()
+        async with committed_to_the_end(plain, f"{prefix}motwatch", f"{prefix}touchpoints") as done:
+            records = await read_until_quiet(plain, f"{prefix}moments", quiet_s=3.0, ready=done)
+        assert worker.alive()
+        log = worker.log()
+    assert canonical([orjson.loads(r.value) for r in records]) == canonical(expected)
+
+    out = workdir / "moments.jsonl"
+    recorded = run_cli(
+        "record", "moments", "--out", str(out), "--from-beginning", "--max", str(len(records)), env=env
+    )
+    assert recorded.returncode == 0, recorded.stderr.decode()
+    assert canonical([orjson.loads(x) for x in out.read_bytes().splitlines()]) == canonical(expected)
+    return log

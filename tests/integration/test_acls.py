@@ -17,7 +17,6 @@ import time
 from collections.abc import AsyncIterator
 from pathlib import Path
 
-import orjson
 import pytest
 
 from motwatch.commands.worker import needed_topics
@@ -29,15 +28,10 @@ from motwatch.kafka.rights import reader_rights, require_rights, writer_rights
 from motwatch.kafka.security import Endpoint, endpoint_of
 from motwatch.kafka.writer import produce_lines
 from motwatch.settings import load_settings
-from motwatch.simulation import SimulationConfig, simulate
 from tests.integration.test_secured import secured_env
 from tests.workers import (
-    WorkerProcess,
-    canonical,
-    committed_to_the_end,
-    detect_moments,
-    read_until_quiet,
     run_cli,
+    worker_round_trip,
 )
 
 README = Path(__file__).resolve().parents[2] / "README.md"
@@ -111,28 +105,8 @@ async def test_the_readme_acls_run_the_worker_end_to_end(
     await bare.grant(*acls, *cli)
     assert set(await bare.acls(bare.principal)) == {*acls, *cli}
 
-    sim = simulate(SimulationConfig(journeys=40, seed=3))
-    path = tmp_path / "journeys.jsonl"
-    path.write_bytes(b"\n".join(sim.lines) + b"\n")
-    expected = detect_moments(path, env)
-    assert expected, "the simulation should report moments"
-    with WorkerProcess(env, tmp_path / "w") as worker:
-        produced = run_cli("produce", str(path), env=env)
-        assert produced.returncode == 0, produced.stderr.decode()
-        async with committed_to_the_end(
-            plain, f"{topic_prefix}motwatch", f"{topic_prefix}touchpoints"
-        ) as done:
-            records = await read_until_quiet(plain, f"{topic_prefix}moments", quiet_s=3.0, ready=done)
-        assert worker.alive()
-        assert "uthoriz" not in worker.log()
-    assert canonical([orjson.loads(r.value) for r in records]) == canonical(expected)
-
-    out = tmp_path / "moments.jsonl"
-    recorded = run_cli(
-        "record", "moments", "--out", str(out), "--from-beginning", "--max", str(len(records)), env=env
-    )
-    assert recorded.returncode == 0, recorded.stderr.decode()
-    assert canonical([orjson.loads(x) for x in out.read_bytes().splitlines()]) == canonical(expected)
+    log = await worker_round_trip(env, plain, topic_prefix, tmp_path)
+    assert "uthoriz" not in log
 
 
 @pytest.mark.parametrize("row", ROWS, ids=[f"{op}-{kind}-{name}" for kind, _, name, op in ROWS])

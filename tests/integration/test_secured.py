@@ -13,19 +13,13 @@ from __future__ import annotations
 
 from pathlib import Path
 
-import orjson
 import pytest
 
 from motwatch.kafka.broker.secure import SecureKafkaBroker
-from motwatch.simulation import SimulationConfig, simulate
 from tests.workers import (
-    WorkerProcess,
-    canonical,
-    committed_to_the_end,
-    detect_moments,
-    read_until_quiet,
     run_cli,
     secured_env,
+    worker_round_trip,
 )
 
 EXAMPLES = Path(__file__).resolve().parents[1] / "data" / "examples.jsonl"
@@ -37,31 +31,9 @@ SETTINGS = {"partitions": 2, "idle_advance_s": 36000}
 async def test_the_worker_and_the_commands_work_through_each_secured_listener(
     broker: SecureKafkaBroker, way: str, topic_prefix: str, tmp_path: Path
 ) -> None:
-    sim = simulate(SimulationConfig(journeys=40, seed=3))
-    path = tmp_path / "journeys.jsonl"
-    path.write_bytes(b"\n".join(sim.lines) + b"\n")
     env = secured_env(broker, way, topic_prefix, **SETTINGS)
-    expected = detect_moments(path, env)
-    assert expected, "the simulation should report moments"
-    plain = broker.bootstrap
-    assert plain is not None
-
-    with WorkerProcess(env, tmp_path / "w") as worker:
-        produced = run_cli("produce", str(path), env=env)
-        assert produced.returncode == 0, produced.stderr.decode()
-        async with committed_to_the_end(
-            plain, f"{topic_prefix}motwatch", f"{topic_prefix}touchpoints"
-        ) as done:
-            records = await read_until_quiet(plain, f"{topic_prefix}moments", quiet_s=3.0, ready=done)
-        assert worker.alive()
-    assert canonical([orjson.loads(r.value) for r in records]) == canonical(expected)
-
-    out = tmp_path / "moments.jsonl"
-    recorded = run_cli(
-        "record", "moments", "--out", str(out), "--from-beginning", "--max", str(len(records)), env=env
-    )
-    assert recorded.returncode == 0, recorded.stderr.decode()
-    assert canonical([orjson.loads(x) for x in out.read_bytes().splitlines()]) == canonical(expected)
+    assert broker.bootstrap is not None
+    await worker_round_trip(env, broker.bootstrap, topic_prefix, tmp_path)
 
 
 def _one_line_failure(done, *, says: str, secret: str | None = None) -> None:

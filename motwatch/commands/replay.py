@@ -271,13 +271,14 @@ def run(args: argparse.Namespace) -> int:
         source_topic = topic_name(settings, args.source.removeprefix("kafka:"))
         if source_topic == target:
             raise UsageError("the source and the target are the same topic")
+        selection = selection_of(args)  # a bad range is the user's to fix before any connection
         asyncio.run(require_rights(endpoint_of(settings), reader_rights(source_topic)))
         messages = read_records(
             endpoint_of(settings),
             source_topic,
             from_beginning=True,
             idle_s=args.idle,
-            selection=selection_of(args),
+            selection=selection,
         )
         loaded = asyncio.run(from_topic(messages))
     else:

@@ -5,18 +5,23 @@ listener while ``motwatch worker`` runs on it too; the moments it writes are
 ``motwatch detect``'s for the same file, ids included, and ``motwatch record``
 reads them back through the same listener. A wrong password, an untrusted
 certificate and a host name the certificate does not cover each end in one
-line that says which, with no traceback and no secret. The checks read the
+line that says which, with no traceback and no secret; and the worker's log
+holds no password even at debug level. The checks read the
 topics on the broker's PLAINTEXT listener, a super user's.
 """
 
 from __future__ import annotations
 
+import sys
 from pathlib import Path
 
 import pytest
 
 from motwatch.kafka.broker.secure import SecureKafkaBroker
 from tests.workers import (
+    READY_MARK,
+    WorkerProcess,
+    read_topic,
     run_cli,
     secured_env,
     worker_round_trip,
@@ -79,3 +84,22 @@ async def test_a_host_name_the_certificate_does_not_cover_is_one_line_that_says_
     env["MOTWATCH_SSL_CHECK_HOSTNAME"] = "false"
     done = run_cli("produce", str(EXAMPLES), env=env)
     assert done.returncode == 0, done.stderr.decode()
+
+
+async def test_no_secret_reaches_the_worker_log_even_at_debug_level(
+    broker: SecureKafkaBroker, topic_prefix: str, tmp_path: Path
+) -> None:
+    env = secured_env(broker, "scram", topic_prefix, **SETTINGS)
+    worker = WorkerProcess(env, tmp_path / "w")
+    worker.spawn([sys.executable, "-m", "motwatch.cli", "worker", "--loglevel", "debug"], env)
+    try:
+        worker.wait_ready(lambda: READY_MARK in worker.log(), 90)
+        produced = run_cli("produce", str(EXAMPLES), env=env)
+        assert produced.returncode == 0, produced.stderr.decode()
+        assert broker.bootstrap is not None
+        await read_topic(broker.bootstrap, f"{topic_prefix}moments", lambda r: len(r) >= 1)
+    finally:
+        worker.stop()
+    log = worker.log()
+    assert "[DEBUG]" in log, "the worker logged at debug level"
+    assert broker.password not in log

@@ -32,11 +32,13 @@ def run(args: argparse.Namespace) -> int:
     topic = topic_name(settings, args.topic) if args.topic else settings.touchpoints_topic
     lines = read_lines(args.file)
 
+    kafka = endpoint_of(settings)
+
     async def go() -> int:
-        await wait_for_broker(endpoint_of(settings), timeout=3)
-        await require_rights(endpoint_of(settings), writer_rights(topic))
-        await create_topics(endpoint_of(settings), [topic], settings.partitions, settings.replication_factor)
-        return await produce_lines(endpoint_of(settings), topic, lines, _key_of)
+        await wait_for_broker(kafka, timeout=3)
+        await require_rights(kafka, writer_rights(topic))
+        await create_topics(kafka, [topic], settings.partitions, settings.replication_factor)
+        return await produce_lines(kafka, topic, lines, _key_of)
 
     sent = asyncio.run(go())
     print(f"sent {sent} messages to {topic}")

@@ -73,11 +73,13 @@ def run(args: argparse.Namespace) -> int:
     selection = selection_of(args)
     out = open_out(args.out)
 
+    kafka = endpoint_of(settings)
+
     async def go() -> int:
-        await wait_for_broker(endpoint_of(settings), timeout=3)
-        await require_rights(endpoint_of(settings), reader_rights(topic))
+        await wait_for_broker(kafka, timeout=3)
+        await require_rights(kafka, reader_rights(topic))
         return await record(
-            endpoint_of(settings),
+            kafka,
             topic,
             out,
             from_beginning=args.from_beginning,

@@ -272,9 +272,10 @@ def run(args: argparse.Namespace) -> int:
         if source_topic == target:
             raise UsageError("the source and the target are the same topic")
         selection = selection_of(args)  # a bad range is the user's to fix before any connection
-        asyncio.run(require_rights(endpoint_of(settings), reader_rights(source_topic)))
+        kafka = endpoint_of(settings)
+        asyncio.run(require_rights(kafka, reader_rights(source_topic)))
         messages = read_records(
-            endpoint_of(settings),
+            kafka,
             source_topic,
             from_beginning=True,
             idle_s=args.idle,
@@ -294,10 +295,11 @@ async def send_records(
     settings: Settings, target: str, records: list[Record], *, speed: float, rewrite: bool
 ) -> ReplaySummary:
     """Replay records into ``target`` (created when missing); returns once every one is acknowledged."""
-    await wait_for_broker(endpoint_of(settings), timeout=3)
-    await require_rights(endpoint_of(settings), writer_rights(target))
-    await create_topics(endpoint_of(settings), [target], settings.partitions, settings.replication_factor)
-    async with topic_writer(endpoint_of(settings), target, client_id="motwatch-replay") as writer:
+    kafka = endpoint_of(settings)
+    await wait_for_broker(kafka, timeout=3)
+    await require_rights(kafka, writer_rights(target))
+    await create_topics(kafka, [target], settings.partitions, settings.replication_factor)
+    async with topic_writer(kafka, target, client_id="motwatch-replay") as writer:
 
         async def send(rec: Record) -> None:
             await writer.send(rec.value, rec.key, rec.timestamp_ms, rec.headers)

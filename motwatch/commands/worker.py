@@ -80,22 +80,24 @@ async def prepare_topics(settings: Settings) -> int:
     before, with another count than the worker's own topics: then no
     touchpoint can skip the re-keying hop).
     """
-    await wait_for_broker(endpoint_of(settings))
     from motwatch.streams.app import TABLES
 
+    kafka = endpoint_of(settings)
+    await wait_for_broker(kafka)
+
     # Every right it needs, or one line naming the missing ones (Faust would retry or crash).
-    await require_rights(endpoint_of(settings), worker_rights(settings, TABLES))
+    await require_rights(kafka, worker_rights(settings, TABLES))
     if not settings.auto_create_topics:
         return await check_topics(settings)
     await create_topics(
-        endpoint_of(settings),
+        kafka,
         [settings.touchpoints_topic, settings.by_journey_topic, settings.moments_topic],
         settings.partitions,
         settings.replication_factor,
     )
     # Rejected messages keep their raw payload, which may hold personal data: kept for a while only.
     await create_topics(
-        endpoint_of(settings),
+        kafka,
         [settings.deadletter_topic],
         settings.partitions,
         settings.replication_factor,
@@ -104,16 +106,14 @@ async def prepare_topics(settings: Settings) -> int:
     # The tables' changelogs too, compacted as Faust declares them. Left to Faust, they
     # appear after the consumer's first metadata, which then counts 0 partitions for
     # them until its next refresh, and a table write in between fails (PartitionsMismatch).
-    from motwatch.streams.app import TABLES
-
     await create_topics(
-        endpoint_of(settings),
+        kafka,
         [f"{settings.worker_app_id}-{table}-changelog" for table in TABLES],
         settings.partitions,
         settings.replication_factor,
         config={"cleanup.policy": "compact"},
     )
-    found = len(await partition_ids(endpoint_of(settings), settings.touchpoints_topic))
+    found = len(await partition_ids(kafka, settings.touchpoints_topic))
     if found != settings.partitions:
         log.warning(
             "%s has %d partitions, the worker %d: every touchpoint is re-keyed before it is applied",

@@ -245,7 +245,8 @@ class Settings(_Strict):
     ssl_check_hostname: bool = True
     topic_prefix: str = "motwatch."
     partitions: int = Field(default=4, ge=1, le=1024)
-    replication_factor: int = Field(default=1, ge=1)
+    # Replicas of each topic motwatch creates; 0: the cluster's own default.replication.factor.
+    replication_factor: int = Field(default=0, ge=0)
     app_id: str = Field(default="motwatch", min_length=1)
     web_port: int = Field(default=6066, ge=0, le=65535)
     web_bind: str = "127.0.0.1"

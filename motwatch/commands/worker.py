@@ -9,7 +9,7 @@ import logging
 from motwatch.commands.common import add_broker, settings_of
 from motwatch.kafka.admin import create_topics, partition_counts, partition_ids
 from motwatch.kafka.connection import TransportError, wait_for_broker
-from motwatch.kafka.rights import require_rights, worker_rights
+from motwatch.kafka.rights import FAUST_LEADER_TOPIC, require_rights, worker_rights
 from motwatch.kafka.security import endpoint_of
 from motwatch.settings import Settings
 
@@ -112,6 +112,11 @@ async def prepare_topics(settings: Settings) -> int:
         settings.partitions,
         settings.replication_factor,
         config={"cleanup.policy": "compact"},
+    )
+    # Faust's leader topic too: Faust gives a topic it creates itself max(replication_factor, 1)
+    # replicas, never the cluster's default that replication_factor 0 asks for.
+    await create_topics(
+        kafka, [FAUST_LEADER_TOPIC.format(app_id=settings.worker_app_id)], 1, settings.replication_factor
     )
     found = len(await partition_ids(kafka, settings.touchpoints_topic))
     if found != settings.partitions:

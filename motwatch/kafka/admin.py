@@ -18,6 +18,19 @@ def _config_value(value: Any) -> str:
     return str(value)
 
 
+def _new_topic(name: str, partitions: int, replication: int, configs: dict[str, str]) -> NewTopic:
+    """A CreateTopics entry; ``replication`` 0 asks for the cluster's ``default.replication.factor``.
+
+    Kafka takes -1 for that (CreateTopics v4+, and from aiokafka's v3 too on
+    Kafka 4 brokers); aiokafka's NewTopic refuses -1 without a replica
+    assignment, so it is set after construction.
+    """
+    topic = NewTopic(name, partitions, max(replication, 1), topic_configs=configs)
+    if replication <= 0:
+        topic.replication_factor = -1
+    return topic
+
+
 async def _wait_visible(admin: AIOKafkaAdminClient, names: list[str]) -> None:
     """Poll metadata until every topic has partitions with leaders.
 
@@ -42,13 +55,14 @@ async def create_topics(
     target: Target,
     names: list[str],
     partitions: int,
-    replication: int = 1,
+    replication: int = 0,
     config: dict[str, Any] | None = None,
     *,
     timeout: float = 30.0,
 ) -> list[str]:
     """Create the topics that do not exist yet; return the names actually created.
 
+    ``replication`` 0 (the default): the cluster's ``default.replication.factor``.
     Idempotent: existing topics are left alone (their partition count is not
     changed). Returns once every named topic is visible in metadata.
     """
@@ -72,10 +86,7 @@ async def create_topics(
                 missing = [name for name in names if name not in existing]
                 if missing:
                     response = await admin.create_topics(
-                        [
-                            NewTopic(name, partitions, replication, topic_configs=topic_configs)
-                            for name in missing
-                        ]
+                        [_new_topic(name, partitions, replication, topic_configs) for name in missing]
                     )
                     for entry in response.topic_errors:
                         topic, code = entry[0], entry[1]

@@ -1,13 +1,15 @@
-"""A real single-node Kafka broker for development and tests, from Maven Central jars.
+"""Real Kafka brokers for development and tests, from Maven Central jars.
 
 ``ensure_jars()`` fetches the broker once into a per-user cache;
-``KafkaBroker`` runs it as a child JVM; ``run_foreground()`` is
+``KafkaBroker`` runs it as a child JVM; ``KafkaCluster`` runs N of them as
+one KRaft cluster (``motwatch broker --nodes N``); ``run_foreground()`` is
 ``motwatch broker``. ``SecureKafkaBroker`` adds TLS and SCRAM listeners and
 ACLs (``motwatch broker --secure``). Problems a person must fix raise
 :class:`BrokerError` with a one-line message.
 """
 
 from .acls import Acl
+from .cluster import ClusterNode, KafkaCluster
 from .jars import (
     KAFKA_VERSION,
     LOG4J_VERSION,
@@ -35,7 +37,9 @@ __all__ = [
     "LOG4J_VERSION",
     "Acl",
     "BrokerError",
+    "ClusterNode",
     "KafkaBroker",
+    "KafkaCluster",
     "SecureKafkaBroker",
     "cache_dir",
     "check_java",

@@ -51,8 +51,13 @@ def _free_ports(count: int) -> list[int]:
 
 
 def _port_taken(port: int) -> bool:
-    """True when something already listens on ``port`` (binding it would fail)."""
+    """True when something already listens on ``port`` (binding it would fail).
+
+    With SO_REUSEADDR, as the JVM binds: connections of a broker that just
+    stopped, left in TIME_WAIT, do not count.
+    """
     with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as sock:
+        sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
         try:
             sock.bind((HOST, port))
         except OSError:
@@ -261,6 +266,10 @@ class KafkaBroker:
         """More options of the storage tool's ``format`` (e.g. users to add)."""
         return []
 
+    def _storage_cluster_id(self) -> str:
+        """The cluster id the storage is formatted with: a fresh one for a broker of its own."""
+        return _cluster_id()
+
     def _client_ports(self) -> list[int]:
         """The ports clients connect to: the broker is ready once they all accept."""
         assert self.port is not None
@@ -268,6 +277,21 @@ class KafkaBroker:
 
     def _start_once(self, java: str, lib: Path, timeout: float, cancel: Cancel | None) -> str:
         deadline = time.monotonic() + timeout
+        self._spawn(java, lib, deadline)
+        while not self._poll_ready():
+            if cancel is not None and cancel.is_set():
+                self.stop()
+                raise BrokerError("broker start interrupted")
+            if time.monotonic() > deadline:
+                tail = _log_tail(self.log_path)
+                self.stop()
+                raise BrokerError(f"Kafka broker not ready within {timeout:.0f}s: {tail}")
+            time.sleep(0.05)
+        assert self.bootstrap is not None
+        return self.bootstrap
+
+    def _spawn(self, java: str, lib: Path, deadline: float) -> None:
+        """Write the config, format the storage if it is new, and launch the JVM (not waiting for it)."""
         props, log4j = self._prepare()
         assert self.workdir is not None and self.log_path is not None and self.port is not None
         classpath = f"{lib}/*"  # expanded by Java, not a shell
@@ -277,7 +301,8 @@ class KafkaBroker:
                 # A short-lived tool: the quick JIT tier and serial GC start fastest.
                 fmt = [java, "-Xmx256m", "-XX:TieredStopAtLevel=1", "-XX:+UseSerialGC", logging]
                 fmt += ["-cp", classpath, "kafka.tools.StorageTool"]
-                fmt += ["format", "-t", _cluster_id(), "-c", str(props), *self._format_options()]
+                fmt += ["format", "-t", self._storage_cluster_id(), "-c", str(props)]
+                fmt += self._format_options()
                 try:
                     done = subprocess.run(
                         fmt,
@@ -321,25 +346,32 @@ class KafkaBroker:
                 preexec_fn=_pdeathsig_preexec(),
             )
         _running.add(self)
-        while True:
-            code = self._proc.poll()
-            if code is not None:
-                tail = _log_tail(self.log_path)
-                if self.requested_port == 0 and "Address already in use" in tail:
-                    raise _PortRace()
-                self._cleanup()
-                raise BrokerError(f"Kafka broker exited with code {code} while starting: {tail}")
-            if cancel is not None and cancel.is_set():
-                self.stop()
-                raise BrokerError("broker start interrupted")
-            if all(_accepts(port) for port in self._client_ports()) and self._proc.poll() is None:
-                self.bootstrap = f"{HOST}:{self.port}"
-                return self.bootstrap
-            if time.monotonic() > deadline:
-                tail = _log_tail(self.log_path)
-                self.stop()
-                raise BrokerError(f"Kafka broker not ready within {timeout:.0f}s: {tail}")
-            time.sleep(0.05)
+
+    def _poll_ready(self) -> bool:
+        """True (and :attr:`bootstrap` set) once every client port accepts connections.
+
+        Raises BrokerError with the log's last lines, the JVM gone and
+        forgotten, if it exited (_PortRace when it lost a port it picked).
+        """
+        assert self._proc is not None
+        code = self._proc.poll()
+        if code is not None:
+            tail = _log_tail(self.log_path)
+            if self.requested_port == 0 and "Address already in use" in tail:
+                raise _PortRace()
+            self._cleanup()
+            raise BrokerError(f"Kafka broker exited with code {code} while starting: {tail}")
+        if all(_accepts(port) for port in self._client_ports()) and self._proc.poll() is None:
+            self.bootstrap = f"{HOST}:{self.port}"
+            return True
+        return False
+
+    def _exit_report(self) -> str | None:
+        """None while the JVM runs; else one line saying how it ended."""
+        if self.running:
+            return None
+        code = self._proc.returncode if self._proc is not None else None
+        return f"Kafka broker exited unexpectedly (code {code}): {_log_tail(self.log_path)}"
 
     def stop(self, timeout: float = 20.0) -> None:
         """SIGTERM the JVM (Kafka's clean shutdown), SIGKILL it after ``timeout``.
@@ -394,25 +426,35 @@ class KafkaBroker:
 def run_foreground(
     port: int,
     *,
-    heap_mb: int = 512,
+    heap_mb: int | None = None,
     data_dir: str | None = None,
     secure: bool = False,
     grant_all: bool = False,
+    nodes: int = 1,
 ) -> int:
-    """``motwatch broker``: run a broker until SIGINT/SIGTERM/SIGHUP, then stop it cleanly.
+    """``motwatch broker``: run a broker (or a cluster) until SIGINT/SIGTERM/SIGHUP, then stop it cleanly.
 
     Prints ``ready <bootstrap>`` on stdout once clients can connect, so scripts
     can wait for that line. ``secure`` runs a :class:`SecureKafkaBroker`; then
     more lines follow at once (:func:`secure_lines`). ``grant_all`` gives its
-    user every right. Must be called from the main thread (it installs signal
-    handlers). Returns 0 after a requested stop; raises BrokerError.
+    user every right. ``nodes`` > 1 runs a :class:`KafkaCluster` (``port``:
+    its first node's, the others next to it; 0: free ports) and the line
+    lists every node, comma separated. ``heap_mb``: per JVM (default 512 MiB
+    for one node, 384 MiB per cluster node). Must be called from the main
+    thread (it installs signal handlers). Returns 0 after a requested stop;
+    raises BrokerError.
     """
+    from .cluster import NODE_HEAP_MB, KafkaCluster
     from .secure import SecureKafkaBroker  # not needed (nor its imports) by a plain broker
 
+    if nodes < 1:
+        raise BrokerError(f"bad node count {nodes}: use 1 or more")
     if not secure and grant_all:
         raise BrokerError("--grant-all goes with --secure (a plain broker has no users)")
     if secure and data_dir is not None:
         raise BrokerError("--secure keeps its users and certificates in a temporary folder: no --data-dir")
+    if secure and nodes > 1:
+        raise BrokerError("--secure runs a single node: leave out --nodes")
     requested: list[int] = []
 
     class _Flag:
@@ -427,11 +469,13 @@ def run_foreground(
     stop_flag = _Flag()
     handled = (signal.SIGINT, signal.SIGTERM, signal.SIGHUP)
     previous = {sig: signal.signal(sig, on_signal) for sig in handled}
-    broker = (
-        SecureKafkaBroker(port, heap_mb=heap_mb)
-        if secure
-        else KafkaBroker(port, heap_mb=heap_mb, data_dir=data_dir)
-    )
+    broker: KafkaBroker | KafkaCluster
+    if nodes > 1:
+        broker = KafkaCluster(nodes, port=port, heap_mb=heap_mb or NODE_HEAP_MB, data_dir=data_dir)
+    elif secure:
+        broker = SecureKafkaBroker(port, heap_mb=heap_mb or 512)
+    else:
+        broker = KafkaBroker(port, heap_mb=heap_mb or 512, data_dir=data_dir)
     try:
         try:
             ensure_jars(announce=_to_stderr, cancel=stop_flag)
@@ -452,17 +496,26 @@ def run_foreground(
             )
         else:
             print(f"ready {bootstrap}", flush=True)
-        _to_stderr(
-            f"Kafka {KAFKA_VERSION} broker pid {broker.pid} at {bootstrap}, "
-            f"log {broker.log_path}; Ctrl-C to stop"
-        )
+        if isinstance(broker, KafkaCluster):
+            for node in broker.nodes:
+                _to_stderr(
+                    f"Kafka {KAFKA_VERSION} node {node.node_id} pid {node.pid} at {node.address}, "
+                    f"log {node.log_path}"
+                )
+            _to_stderr(
+                f"{nodes} nodes, topics default to {broker.replication_factor} replicas, "
+                f"{broker.min_insync_replicas} in sync; Ctrl-C to stop"
+            )
+        else:
+            _to_stderr(
+                f"Kafka {KAFKA_VERSION} broker pid {broker.pid} at {bootstrap}, "
+                f"log {broker.log_path}; Ctrl-C to stop"
+            )
         while not stop_flag.is_set():
             time.sleep(0.2)
-            if not broker.running and not stop_flag.is_set():
-                code = broker._proc.returncode if broker._proc is not None else None
-                raise BrokerError(
-                    f"Kafka broker exited unexpectedly (code {code}): {_log_tail(broker.log_path)}"
-                )
+            problem = broker._exit_report()
+            if problem is not None and not stop_flag.is_set():
+                raise BrokerError(problem)
         return 0
     finally:
         broker.stop()

@@ -22,6 +22,7 @@ from aiokafka import AIOKafkaProducer
 from aiokafka.admin import AIOKafkaAdminClient
 from aiokafka.admin.config_resource import ConfigResource, ConfigResourceType
 
+from motwatch.commands.worker import needed_topics, prepare_topics
 from motwatch.kafka.admin import create_topics
 from motwatch.kafka.broker import BrokerError, KafkaCluster, ensure_jars
 from motwatch.settings import Settings
@@ -168,6 +169,23 @@ async def test_topics_default_to_three_replicas_two_in_sync(cluster: KafkaCluste
     assert [sorted(p["replicas"]) for p in described["partitions"]] == [[1, 2, 3]] * 2
     configs = {entry[0]: entry[1] for entry in response.resources[0][4]}
     assert configs["min.insync.replicas"] == "2"
+
+
+async def test_every_topic_the_worker_creates_has_three_replicas(cluster: KafkaCluster) -> None:
+    assert cluster.bootstrap is not None
+    settings = Settings(broker=cluster.bootstrap, topic_prefix=f"{_topic()}.")
+    await prepare_topics(settings)
+    admin = AIOKafkaAdminClient(bootstrap_servers=cluster.bootstrap)
+    await admin.start()
+    try:
+        topics = [t for t in await admin.describe_topics() if t["topic"].startswith(settings.topic_prefix)]
+    finally:
+        await admin.close()
+    replicas = {t["topic"]: {len(p["replicas"]) for p in t["partitions"]} for t in topics}
+    # Faust's leader topic too (Faust alone would give it one replica).
+    assert f"{settings.worker_app_id}-__assignor-__leader" in replicas
+    assert set(replicas) == set(needed_topics(settings))
+    assert all(counts == {3} for counts in replicas.values()), replicas
 
 
 async def test_a_killed_leader_is_replaced_and_rejoins_the_isr(cluster: KafkaCluster) -> None:

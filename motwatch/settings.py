@@ -155,6 +155,23 @@ class Kinds(_Strict):
     negative_review: NegativeReviewSettings = NegativeReviewSettings()
 
 
+class Limits(_Strict):
+    """What one message and one journey's state may hold: a message over a limit is
+    dead-lettered with that limit's reason code; a journey keeps its newest items within one."""
+
+    # Bytes of a message value, checked before it is parsed (too_large).
+    max_message_bytes: int = Field(default=65536, gt=0)
+    # Members of an event's ``properties`` object (too_many_properties).
+    max_properties: int = Field(default=64, gt=0)
+    # Nesting of objects and arrays, the message's own object being depth 1 (too_deep).
+    max_depth: int = Field(default=16, gt=0)
+    # Characters of any string in a message, member names included (string_too_long).
+    max_string_length: int = Field(default=16384, gt=0)
+    # Entries a journey keeps in each of its checkouts, chats, onboardings and reported
+    # moments: beyond it the oldest settled ones go first, then the oldest open ones.
+    max_state_items: int = Field(default=256, gt=0)
+
+
 class ClassificationRule(_Strict):
     """Maps a touchpoint, in the context of its journey, to a moment and a phase.
 
@@ -278,6 +295,7 @@ class Settings(_Strict):
     dedupe_max_ids: int = Field(default=512, ge=1)
     dedupe_window_s: float = Field(default=86400, gt=0)
     kinds: Kinds = Kinds()
+    limits: Limits = Limits()
     owners: dict[str, str] = Field(default_factory=lambda: dict(DEFAULT_OWNERS))
     default_owner: str = "customer_experience"
     classification: list[ClassificationRule] = Field(default_factory=lambda: list(DEFAULT_RULES))

@@ -143,13 +143,14 @@ class JourneyDispatch:
         self.direct = direct
         self.reads = reads or SourceReads()
         self.max_skew_ms = round(settings.max_future_skew_s * 1000)
+        self.limits = settings.limits
         self._sources: dict[tuple[str, int], str] = {}
 
     # -- touchpoints as produced --------------------------------------------------
     def touchpoint(self, record: Inbound) -> Outcome:
         """A record of the input topic, read from its partition ``record.partition``."""
         source = self._source(record.topic, record.partition)
-        result = validate_touchpoint(record.value)
+        result = validate_touchpoint(record.value, self.limits)
         if not isinstance(result, Rejection):
             rejection = check_arrival(result, record.timestamp_ms, self.max_skew_ms)
             result = result if rejection is None else rejection
@@ -204,7 +205,7 @@ class JourneyDispatch:
         return outcome
 
     def _journey_touchpoint(self, record: Inbound, headers: Mapping[str, str]) -> Outcome:
-        result = validate_touchpoint(record.value)
+        result = validate_touchpoint(record.value, self.limits)
         if isinstance(result, Rejection):
             return self._reject(record, result)
         source = headers.get(SOURCE)
@@ -258,7 +259,10 @@ class JourneyDispatch:
                 body = encode_body(fwd.payload or {})
                 outcome.sends.append(Outbound(fwd.key.encode(), body, control_headers(fwd.kind)))
 
-    @staticmethod
-    def _reject(record: Inbound, rejection: Rejection) -> Outcome:
-        letter = dead_letter_record(record.value, rejection, record.origin())
+    def _reject(self, record: Inbound, rejection: Rejection) -> Outcome:
+        raw = record.value
+        if rejection.reason == "too_large":
+            # Whole, it might be too large to write to the dead-letter topic, and stop the worker there.
+            raw = raw[: self.limits.max_message_bytes]
+        letter = dead_letter_record(raw, rejection, record.origin())
         return Outcome(rejection=rejection, dead_letter=letter)

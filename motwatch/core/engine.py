@@ -222,6 +222,7 @@ class JourneyEngine:
 
     def _save(self, state: JourneyState, deadline: Any = None) -> None:
         # Always reassign: a table writes its changelog only on assignment.
+        state.bound(self.settings.limits.max_state_items)
         self.store[state.key] = state
         self._schedule(state, deadline)
 

@@ -46,6 +46,10 @@ PageCategory = Literal["home", "content", "reviews", "product", "cart", "checkou
 # RFC 3339 date-time: the offset is required; "t"/"z" and a space for "T" are allowed (§5.6).
 RFC3339 = re.compile(r"\d{4}-\d{2}-\d{2}[Tt ]\d{2}:\d{2}:\d{2}(\.\d+)?([Zz]|[+-]\d{2}:\d{2})\Z", re.ASCII)
 
+# Event times in ms since the epoch that UTC can write: 0001-01-01T00:00:00.000Z to 9999-12-31T23:59:59.999Z.
+FIRST_MS = -62_135_596_800_000
+LAST_MS = 253_402_300_799_999
+
 T = TypeVar("T")
 
 
@@ -81,9 +85,13 @@ NonNegative = Annotated[float, Field(ge=0)]
 
 
 class Properties(BaseModel):
-    """Type-specific fields; unknown ones are kept in the raw event and ignored here."""
+    """Type-specific fields; unknown ones are kept in the raw event and ignored here.
 
-    model_config = ConfigDict(strict=True, extra="ignore", frozen=True)
+    Numbers are finite: JSON has no infinity, and one (``1e400``) would be
+    written back into journey state as null.
+    """
+
+    model_config = ConfigDict(strict=True, extra="ignore", frozen=True, allow_inf_nan=False)
 
 
 class CampaignProperties(Properties):
@@ -277,6 +285,15 @@ class Touchpoint(BaseModel):
         if not RFC3339.match(value):
             shown = repr(value if len(value) <= 40 else value[:40] + "…")
             raise PydanticCustomError("rfc3339", "{value} is not an RFC 3339 date-time", {"value": shown})
+        return value
+
+    @field_validator("occurred_at", mode="after")
+    @classmethod
+    def _in_the_calendar(cls, value: datetime) -> datetime:
+        # An offset can move a date out of years 1–9999, where no time can be written back.
+        ms = round(value.timestamp() * 1000)
+        if not FIRST_MS <= ms <= LAST_MS:
+            raise PydanticCustomError("rfc3339", "the time in UTC lies outside the years 0001–9999")
         return value
 
     @model_validator(mode="after")

@@ -132,6 +132,30 @@ class JourneyState:
             if item.get("state") == "open"
         )
 
+    def bound(self, max_items: int) -> None:
+        """Keep at most ``max_items`` checkouts, chats, onboardings and reported moments each
+        (``limits.max_state_items``): the oldest settled go first, then the oldest open ones.
+
+        No real journey comes near it; a producer sending one journey endless carts,
+        chats or broken links makes it forget the oldest instead of growing without end.
+        """
+        for items in (self.checkouts, self.chats, self.onboardings):
+            if len(items) > max_items:
+                # Stable: items of one time (unstarted chats have none) go in the order they came.
+                oldest = sorted(
+                    items,
+                    key=lambda k: (
+                        items[k].get("state") in ("open", "unstarted"),
+                        items[k].get("started_ms", 0),
+                    ),
+                )
+                for key in oldest[: len(items) - max_items]:
+                    del items[key]
+        if len(self.reported) > max_items:
+            reported = self.reported
+            for token in sorted(reported, key=lambda t: (reported[t], t))[: len(reported) - max_items]:
+                del reported[token]
+
     # -- serialisation ------------------------------------------------------
     def to_dict(self) -> dict[str, Any]:
         """The state as JSON types; empty collections and a null ``merged_into`` are left out

@@ -1,17 +1,26 @@
 """Turns raw message bytes into a touchpoint, or into a reason it was rejected.
 
 Bytes go in, never decoded objects: every message, however broken, gets an
-answer here, so nothing upstream can fail on it and lose it.
+answer here, so nothing upstream can fail on it and lose it. The limits
+(``Settings.limits``) come first, cheapest first: the size before anything is
+parsed; the nesting, the strings and the properties only of a message whose
+bytes could break one (most touchpoints are a few hundred bytes, and are not
+walked at all).
 """
 
 from __future__ import annotations
 
 from dataclasses import dataclass
+from typing import Any
 
 from pydantic import ValidationError
+from pydantic_core import from_json
 
 from motwatch.core.events import CHANNELS, EVENT_TYPES, TOUCHPOINT_ADAPTER, Touchpoint
 from motwatch.core.moments import iso_ms
+from motwatch.settings import Limits
+
+DEFAULT_LIMITS = Limits()
 
 
 @dataclass(frozen=True, slots=True)
@@ -45,6 +54,10 @@ REASONS: dict[str, str] = {
     "bad_property": "a property of the wrong type or value",
     "bad_field": "another field of the wrong type",
     "future_timestamp": "occurred_at further ahead of the message's arrival than max_future_skew_s",
+    "too_large": "more bytes than limits.max_message_bytes (the dead letter keeps that many)",
+    "too_deep": "objects and arrays nested deeper than limits.max_depth",
+    "too_many_properties": "properties has more members than limits.max_properties",
+    "string_too_long": "a string (or member name) longer than limits.max_string_length",
     "internal_error": "ingest failed on the message (a bug: the error says where)",
     "processing_error": "the journey agent failed on the message (a bug: the error says where)",
 }
@@ -56,6 +69,11 @@ def _classify(error: dict) -> Rejection:
     # loc is (event type, field, ...) once the type tag was recognised.
     path = loc[1:] if len(loc) > 1 else ()
     field = ".".join(path)
+    if kind == "json_invalid" and "recursion limit" in error["msg"]:
+        # Only with limits.max_depth above the parser's own limit (200 levels).
+        return Rejection(
+            "too_deep", f"nested too deep to parse: {error['msg'].removeprefix('Invalid JSON: ')}"
+        )
     if kind == "json_invalid":
         return Rejection("invalid_json", f"not valid JSON: {error['msg'].removeprefix('Invalid JSON: ')}")
     if kind in {"dict_type", "model_type"} and not path:
@@ -87,8 +105,91 @@ def _classify(error: dict) -> Rejection:
     return Rejection("bad_field", f"{field or 'event'}: {error['msg']}")
 
 
-def validate_touchpoint(raw: bytes) -> Touchpoint | Rejection:
-    """Parse and validate one message value against the contract."""
+def _shown(text: str) -> str:
+    return repr(text if len(text) <= 40 else text[:40] + "…")
+
+
+def _over_a_limit(raw: bytes, limits: Limits) -> Rejection | None:
+    """The first limit the message breaks, None when it breaks none.
+
+    Bytes that cannot break a limit are not parsed here: a string has no
+    more characters than the message has bytes, nesting needs a bracket a
+    level, a member a colon. The parse that remains is bounded (pydantic's
+    parser stops at 200 levels, with an error, not a RecursionError) and the
+    walk keeps its own stack.
+    """
+    size = len(raw)
+    if size > limits.max_message_bytes:
+        return Rejection(
+            "too_large",
+            f"the message is {size:,} bytes; at most {limits.max_message_bytes:,} are accepted "
+            f"(limits.max_message_bytes), and kept in its dead letter",
+        )
+    if (
+        size <= limits.max_string_length
+        and raw.count(b"{") + raw.count(b"[") <= limits.max_depth
+        and raw.count(b":") <= limits.max_properties
+        and b"NaN" not in raw
+        and b"Infinity" not in raw
+    ):
+        return None
+    try:
+        # NaN and Infinity are not JSON (pydantic's own parse takes them, a float field then not).
+        value = from_json(raw, allow_inf_nan=False)
+    except ValueError as exc:
+        if "recursion limit" in str(exc):
+            return Rejection(
+                "too_deep", f"nested too deep to parse ({exc}); limits.max_depth: {limits.max_depth}"
+            )
+        return Rejection("invalid_json", f"not valid JSON: {exc}")
+    props = value.get("properties") if isinstance(value, dict) else None
+    if isinstance(props, dict) and len(props) > limits.max_properties:
+        return Rejection(
+            "too_many_properties",
+            f"properties has {len(props):,} members; at most {limits.max_properties} (limits.max_properties)",
+        )
+    return _walk(value, limits)
+
+
+def _walk(value: Any, limits: Limits) -> Rejection | None:
+    """The first string too long or container too deep in a parsed message, by a walk with its own stack."""
+    longest = limits.max_string_length
+    deepest = limits.max_depth
+    stack: list[tuple[Any, int]] = [(value, 1)]
+    while stack:
+        node, depth = stack.pop()
+        if isinstance(node, str):
+            if len(node) > longest:
+                return Rejection(
+                    "string_too_long",
+                    f"a string of {len(node):,} characters ({_shown(node)}); "
+                    f"at most {longest:,} (limits.max_string_length)",
+                )
+            continue
+        if isinstance(node, dict):
+            items: Any = node.values()
+            for name in node:
+                if len(name) > longest:
+                    return Rejection(
+                        "string_too_long",
+                        f"a member name of {len(name):,} characters ({_shown(name)}); "
+                        f"at most {longest:,} (limits.max_string_length)",
+                    )
+        elif isinstance(node, list):
+            items = node
+        else:
+            continue
+        if depth > deepest:
+            return Rejection("too_deep", f"nested deeper than {deepest} (limits.max_depth)")
+        stack.extend((item, depth + 1) for item in items)
+    return None
+
+
+def validate_touchpoint(raw: bytes, limits: Limits = DEFAULT_LIMITS) -> Touchpoint | Rejection:
+    """Parse and validate one message value against the contract and the limits."""
+    over = _over_a_limit(raw, limits)
+    if over is not None:
+        return over
     try:
         return TOUCHPOINT_ADAPTER.validate_json(raw)
     except ValidationError as exc:

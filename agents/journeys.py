@@ -29,11 +29,11 @@ from motwatch.core.clock import NEVER, PartitionClock
 from motwatch.core.deadletter import dead_letter_record, encode_dead_letter, kafka_source
 from motwatch.core.dispatch import Inbound, JourneyDispatch, Outcome
 from motwatch.core.engine import JourneyEngine
-from motwatch.core.journey import JourneyState
+from motwatch.core.journey import JourneyState, UnreadableStateError
 from motwatch.core.partitioner import partition_for_key
 from motwatch.core.records import RECORD, TICK, control_headers, header_map, tick_body
 from motwatch.core.validation import Rejection
-from motwatch.streams.writebehind import PackedWriteBehind, WriteBehind
+from motwatch.streams.writebehind import PackedWriteBehind, Unreadable, WriteBehind
 
 log = logging.getLogger("motwatch.journeys")
 
@@ -61,21 +61,18 @@ class PartitionEngines:
         self.clocks: dict[int, WriteBehind] = {}
         # Partitions that had records since the last flush: their clocks are saved with it.
         self.touched: set[int] = set()
+        # Stored clocks that could not be read, to set aside at the next flush: (table, partition, record).
+        self.unreadable: list[tuple[str, int, Unreadable]] = []
 
     def get(self, partition: int) -> JourneyEngine:
         self.touched.add(partition)
         engine = self.engines.get(partition)
         if engine is None:
             settings = self.mw.settings
-            saved = self.mw.clocks.get(str(partition))
-            clock = (
-                PartitionClock.from_dict(saved)
-                if saved
-                else PartitionClock(
-                    lateness_ms=round(settings.allowed_lateness_s * 1000),
-                    self_timed=False,
-                    idle_advance_ms=round(settings.idle_advance_s * 1000),
-                )
+            clock = self._saved_clock(partition) or PartitionClock(
+                lateness_ms=round(settings.allowed_lateness_s * 1000),
+                self_timed=False,
+                idle_advance_ms=round(settings.idle_advance_s * 1000),
             )
             store = self.stores[partition] = PackedWriteBehind(
                 self.mw.journeys,
@@ -85,6 +82,7 @@ class PartitionEngines:
                 unpack=JourneyState.unpack,
                 count=JourneyState.open_timeouts,
                 hot=_waits_for_the_watermark,
+                unreadable=UnreadableStateError,
             )
             self.clocks[partition] = WriteBehind(self.mw.clocks, partition, self.mw.send_batch)
             clock.learn_inputs(self.inputs())
@@ -97,43 +95,89 @@ class PartitionEngines:
             self.engines[partition] = engine
         return engine
 
+    def _saved_clock(self, partition: int) -> PartitionClock | None:
+        """The partition's clock as last saved; None if none was, or it cannot be read (then quarantined)."""
+        key = str(partition)
+        saved = self.mw.clocks.get(key)
+        if not saved:
+            return None
+        try:
+            return PartitionClock.from_json(saved)
+        except ValueError as exc:
+            self.unreadable.append(("clocks", partition, Unreadable(key, bytes(saved), str(exc))))
+            return None
+
+    async def _quarantine(self) -> None:
+        """Set aside the stored records that could not be read, before their replacements are written."""
+        found = list(self.unreadable)
+        self.unreadable.clear()
+        for partition, store in self.stores.items():
+            found.extend(("journeys", partition, u) for u in store.quarantined)
+            store.quarantined.clear()
+        if not found:
+            return
+        mw = self.mw
+        for table, partition, unreadable in found:
+            mw.metrics.quarantined.labels(table).inc()
+            log.warning(
+                "a stored %s record of partition %s could not be read (%s): set aside in %s; "
+                "it starts afresh",
+                table,
+                partition,
+                unreadable.reason,
+                mw.settings.quarantine_topic,
+            )
+            await mw.send(
+                mw.settings.quarantine_topic,
+                unreadable.key.encode("utf-8", "surrogateescape"),
+                unreadable.raw,
+                headers=_quarantine_headers(table, partition, unreadable.reason),
+            )
+
     async def flush(self) -> None:
         """Write the pending journeys, then the clocks of the partitions that had records.
 
-        Each step waits for the broker to acknowledge the one before. What the
-        batch sent (moments, records for other journey partitions, dead
-        letters) comes first: a journey state that marks a moment reported, or
-        a journey handed over to another, must never reach the changelog
-        without the moment or the hand-over itself. The journeys come before
-        the clocks: a clock restored ahead of the journeys it has seen would
-        find their events late when they are applied again. Killed in between,
-        the worker that takes over applies the batch again and sends what it
-        sent again (repeats, with the same ids), rather than finding it done
-        and never sending it. A failure to save a clock is only logged:
-        whatever a record fired is sent by then, and the next flush saves it.
+        Each step waits for the broker to acknowledge the one before (sending
+        again whatever failed, for as long as it takes). What the batch sent
+        (moments, records for other journey partitions, dead letters,
+        quarantined records) comes first: a journey state that marks a moment
+        reported, or a journey handed over to another, must never reach the
+        changelog without the moment or the hand-over itself. The journeys
+        come before the clocks: a clock restored ahead of the journeys it has
+        seen would find their events late when they are applied again. Killed
+        in between, the worker that takes over applies the batch again and
+        sends what it sent again (repeats, with the same ids), rather than
+        finding it done and never sending it.
         """
-        producer = self.mw.app.producer
+        await self._quarantine()
+        await self.mw.written()
         if any(store.pending for store in self.stores.values()):
-            await producer.flush()
             for store in self.stores.values():
                 await store.flush()
-            await producer.flush()
+            await self.mw.written()
         touched, self.touched = self.touched, set()
         for partition in touched:
             engine, clocks = self.engines.get(partition), self.clocks.get(partition)
             if engine is None or clocks is None:
                 continue
-            clocks[str(partition)] = engine.clock.to_dict()
-            try:
-                await clocks.flush()
-            except Exception:
-                log.exception("could not save the clock of partition %s; the next batch saves it", partition)
+            clocks[str(partition)] = engine.clock.to_json()
+            await clocks.flush()
+        await self.mw.written()
 
     async def forget(self) -> None:
         await self.flush()
         self.engines.clear()
         self.stores.clear()
         self.clocks.clear()
+
+
+def _quarantine_headers(table: str, partition: int, reason: str) -> list[tuple[str, bytes]]:
+    """What a quarantined record says of itself: the table, its changelog partition, why it was set aside."""
+    return [
+        ("mw-table", table.encode()),
+        ("mw-partition", str(partition).encode()),
+        ("mw-reason", reason.encode("utf-8", "replace")[:1000]),
+    ]
 
 
 def _waits_for_the_watermark(state: JourneyState) -> bool:

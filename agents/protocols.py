@@ -172,8 +172,8 @@ class AgentApp(Protocol):
         ...
 
     @property
-    def clocks(self) -> AgentTable[dict[str, Any]]:
-        """Each journey partition's clock (``PartitionClock.to_dict``), by partition number."""
+    def clocks(self) -> AgentTable[bytes]:
+        """Each journey partition's clock (``PartitionClock.to_json``), by partition number."""
         ...
 
     @property
@@ -189,6 +189,10 @@ class AgentApp(Protocol):
         timestamp: float | None = None,
         headers: list[tuple[str, bytes]] | None = None,
     ) -> None: ...
+
+    async def written(self) -> None:
+        """Return once every record sent so far is on the broker (failed ones are sent again)."""
+        ...
 
     async def send_batch(
         self,

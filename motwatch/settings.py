@@ -288,6 +288,10 @@ class Settings(_Strict):
     # to the input topic.
     metadata_refresh_s: float = Field(default=30, gt=0)
     shutdown_grace_s: float = Field(default=20, gt=0)
+    # This worker's stable name in its consumer group (static membership): restarted under
+    # the same name, it takes its partitions back at once instead of after session_timeout_s.
+    # Empty: a name made once and kept in the data dir (<data_dir>/<app>/instance-id).
+    instance_id: str = ""
     # How long a worker that stopped answering (killed, frozen) keeps its partitions before
     # the others take them over (the consumer group's session timeout).
     session_timeout_s: float = Field(default=60, ge=6)
@@ -357,6 +361,11 @@ class Settings(_Strict):
     @property
     def deadletter_topic(self) -> str:
         return self.topic("deadletter")
+
+    @property
+    def quarantine_topic(self) -> str:
+        """Where stored state that cannot be read goes (its journey starts afresh)."""
+        return self.topic("quarantine")
 
     @property
     def worker_app_id(self) -> str:

@@ -7,23 +7,24 @@ meets a message it cannot decode (it would ack it and crash the agent).
 from __future__ import annotations
 
 import asyncio
-from collections.abc import Callable, Iterable
-from dataclasses import dataclass
+from collections.abc import Awaitable, Callable, Iterable, Mapping
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, cast
 
 import faust
 from aiokafka import AIOKafkaProducer
-from aiokafka.producer.message_accumulator import BatchBuilder
 from aiokafka.structs import RecordMetadata
 from faust.sensors.prometheus import FaustMetrics, PrometheusMonitor
 from faust.serializers import codecs
+from faust.transport.drivers import aiokafka as aiokafka_driver
 from faust.types import TP, CollectionT, EventT, Message, PendingMessage, ProducerT, StreamT
 from faust.types.tuples import RecordMetadata as FaustRecordMetadata
 
 from motwatch.kafka.security import Endpoint, endpoint_of
 from motwatch.settings import Settings
 from motwatch.streams.consumer import PromptConsumer
+from motwatch.streams.delivery import Deliveries
 from motwatch.streams.faust_internals import aiokafka_producer, codec_type
 from motwatch.streams.metrics import Metrics
 
@@ -39,6 +40,17 @@ class TextCodec(codecs.Codec):
 
 
 codecs.register("text", TextCodec())
+
+
+class IdempotentProducer(aiokafka_driver.Producer):
+    """Faust's producer, idempotent and waiting for every in-sync replica (``acks=all``).
+
+    Faust asks that only inside transactions; idempotence keeps a retried
+    produce request from writing a record twice or out of order.
+    """
+
+    def _settings_extra(self) -> Mapping[str, Any]:
+        return {**super()._settings_extra(), "acks": "all", "enable_idempotence": True}
 
 
 # The tables, by name: Faust names each one's changelog topic ``{app id}-{name}-changelog``.
@@ -106,9 +118,29 @@ class Motwatch:
     deadletter: faust.TopicT
     # Journey states as the changelog's bytes (JourneyState.pack), by journey key.
     journeys: faust.Table[str, bytes]
-    # Each journey partition's clock (PartitionClock.to_dict), by partition number.
-    clocks: faust.Table[str, dict[str, Any]]
+    # Each journey partition's clock (PartitionClock.to_json), by partition number.
+    clocks: faust.Table[str, bytes]
     metrics: Metrics
+    # What was sent and is not yet known written: ``written()`` waits for it.
+    deliveries: Deliveries = field(init=False)
+    # What a topic's records are, for the write-failure counter's label.
+    stream_of: Callable[[str], str] = field(init=False)
+
+    def __post_init__(self) -> None:
+        s = self.settings
+        streams = {
+            s.moments_topic: "moments",
+            s.deadletter_topic: "deadletter",
+            s.by_journey_topic: "by_journey",
+            s.quarantine_topic: "quarantine",
+            **{f"{s.worker_app_id}-{table}-changelog": f"{table}_changelog" for table in TABLES},
+        }
+        self.stream_of = lambda topic: streams.get(topic, "other")
+        failures = self.metrics.write_failures
+        self.deliveries = Deliveries(
+            on_failure=lambda stream, exc: failures.labels(stream).inc(),
+            on_settled=self.metrics.write_stalled.inc,
+        )
 
     async def send(
         self,
@@ -122,10 +154,19 @@ class Motwatch:
     ) -> None:
         """Hand a record straight to the producer, without Faust's per-send topic machinery.
 
-        Same key partitioning and timestamps as ``topic.send``; at least once all
-        the same, since Faust flushes the producer before it commits offsets.
+        Same key partitioning and timestamps as ``topic.send``. :meth:`written`
+        returns once it is on the broker (sent again until it is).
         """
-        await self.app.producer.send(topic, key, value, partition, timestamp, headers)
+        producer = self.app.producer
+
+        def attempt() -> Awaitable[asyncio.Future[object]]:
+            return producer.send(topic, key, value, partition, timestamp, headers)
+
+        await self.deliveries.send(self.stream_of(topic), attempt)
+
+    async def written(self) -> None:
+        """Return once every record sent so far is on the broker, sending failed ones again."""
+        await self.deliveries.settle()
 
     async def send_batch(
         self,
@@ -140,40 +181,56 @@ class Motwatch:
         into produce batches here, a record costs a fraction of a ``send`` (no
         future, no partitioner, no accumulator lookup each). ``on_written``
         gets the offset of each batch's last record once the broker has it.
-        At least once like ``send``: Faust flushes the producer (these batches
-        included) before it commits offsets.
+        Like ``send``, :meth:`written` returns once every batch is written.
         """
         producer = aiokafka_producer(self.app)
-        batch, count = producer.create_batch(), 0
+        stream = self.stream_of(topic)
+        chunk: list[tuple[bytes | None, bytes | None]] = []
+        batch = producer.create_batch()
         for key, value in records:
             if batch.append(key=key, value=value, timestamp=None) is None:  # full
-                await _submit(producer, batch, count, topic, partition, on_written)
-                batch, count = producer.create_batch(), 0
+                await self.deliveries.send(stream, _submission(producer, chunk, topic, partition, on_written))
+                chunk, batch = [], producer.create_batch()
                 batch.append(key=key, value=value, timestamp=None)  # a batch takes its first record
-            count += 1
-        if count:
-            await _submit(producer, batch, count, topic, partition, on_written)
+            chunk.append((key, value))
+        if chunk:
+            await self.deliveries.send(stream, _submission(producer, chunk, topic, partition, on_written))
 
     def topic_names(self) -> list[str]:
         s = self.settings
-        return [s.touchpoints_topic, s.by_journey_topic, s.moments_topic, s.deadletter_topic]
+        return [
+            s.touchpoints_topic,
+            s.by_journey_topic,
+            s.moments_topic,
+            s.deadletter_topic,
+            s.quarantine_topic,
+        ]
 
 
-async def _submit(
+def _submission(
     producer: AIOKafkaProducer,
-    batch: BatchBuilder,
-    count: int,
+    records: list[tuple[bytes | None, bytes | None]],
     topic: str,
     partition: int,
     on_written: Callable[[int], None],
-) -> None:
-    written: asyncio.Future[RecordMetadata] = await producer.send_batch(batch, topic, partition=partition)
+) -> Callable[[], Awaitable[asyncio.Future[object]]]:
+    """How to write ``records`` (one produce batch's worth) to one partition; each try builds the batch."""
+    count = len(records)
 
-    def done(fut: asyncio.Future[RecordMetadata]) -> None:
-        if not fut.cancelled() and fut.exception() is None:
-            on_written(fut.result().offset + count - 1)  # the batch's base offset + its records
+    async def attempt() -> asyncio.Future[object]:
+        batch = producer.create_batch()
+        for key, value in records:
+            batch.append(key=key, value=value, timestamp=None)
+        written: asyncio.Future[RecordMetadata] = await producer.send_batch(batch, topic, partition=partition)
 
-    written.add_done_callback(done)
+        def done(fut: asyncio.Future[RecordMetadata]) -> None:
+            if not fut.cancelled() and fut.exception() is None:
+                on_written(fut.result().offset + count - 1)  # the batch's base offset + its records
+
+        written.add_done_callback(done)
+        return cast("asyncio.Future[object]", written)
+
+    return attempt
 
 
 def _raw_topic(app: faust.App, *names: str, partitions: int) -> faust.TopicT:
@@ -203,7 +260,11 @@ def credentials_of(where: Endpoint) -> faust.types.auth.CredentialsT | None:
 
 
 def create_app(
-    settings: Settings, *, input_partitions: int | None = None, web_port: int | None = None
+    settings: Settings,
+    *,
+    input_partitions: int | None = None,
+    web_port: int | None = None,
+    instance_id: str | None = None,
 ) -> Motwatch:
     """Build the app with all agents registered.
 
@@ -213,6 +274,8 @@ def create_app(
     (``agents/input_topic.py``). ``web_port``: the port the worker's web
     server listens on (default: the settings', unless 0), for the URL Faust
     advertises; the app serves nothing itself (``streams/web.py`` does).
+    ``instance_id``: the worker's static name in its consumer group (none:
+    a dynamic member, which a restart replaces only after the session timeout).
     """
     app = faust.App(
         settings.worker_app_id,
@@ -226,6 +289,7 @@ def create_app(
         topic_allow_declare=settings.auto_create_topics,
         consumer_auto_offset_reset="earliest",
         broker_session_timeout=settings.session_timeout_s,
+        consumer_group_instance_id=instance_id,
         broker_heartbeat_interval=min(3.0, settings.session_timeout_s / 3),
         # Partitions added to the input topic are found (and assigned) within this.
         consumer_metadata_max_age_ms=round(settings.metadata_refresh_s * 1000),
@@ -249,6 +313,7 @@ def create_app(
     )
     # Records reach the streams without four tasks each (streams/consumer.py).
     app.transport.Consumer = PromptConsumer
+    app.transport.Producer = IdempotentProducer
     partitions = settings.partitions
     mw = Motwatch(
         settings=settings,
@@ -262,7 +327,7 @@ def create_app(
         # Journey states stay the changelog's bytes (JourneyState.pack) in the store;
         # the journey agent unpacks the ones it works on (streams/writebehind.py).
         journeys=_table(app, "journeys", partitions, "raw"),
-        clocks=_table(app, "clocks", partitions, "json"),
+        clocks=_table(app, "clocks", partitions, "raw"),
         metrics=Metrics(),
     )
     # /metrics serves our series and Faust's own (offsets, commits, sends) from one registry.

@@ -40,6 +40,23 @@ def consumer_thread(consumer: object) -> aiokafka_driver.AIOKafkaConsumerThread:
     return cast(aiokafka_driver.AIOKafkaConsumerThread, cast(aiokafka_driver.Consumer, consumer)._thread)
 
 
+def leave_group_on_stop(consumer: object) -> bool:
+    """Make the consumer leave its group when it stops, static member though it is.
+
+    aiokafka sends no LeaveGroup for a member with a ``group_instance_id``
+    (``GroupCoordinator._group_instance_id``): a static member's partitions
+    wait for it for the session timeout. Forgetting the id before the stop
+    makes it leave by its member id, which the broker accepts. Returns False
+    when the consumer has not started (there is no group to leave).
+    """
+    client = cast(aiokafka_driver.AIOKafkaConsumerThread, consumer_thread(consumer))._consumer
+    coordinator = getattr(client, "_coordinator", None) if client is not None else None
+    if coordinator is None:
+        return False
+    coordinator._group_instance_id = None
+    return True
+
+
 def committed_offsets(consumer: object) -> Mapping[TP, int | None]:
     """The offset Faust last committed, or found committed, for each partition
     (``Consumer._committed_offset``; a partition it knows none for reads as None)."""
@@ -86,6 +103,10 @@ class Override:
 _PROMPT_CONSUMER = "motwatch.streams.consumer:PromptConsumer"
 
 OVERRIDDEN: tuple[Override, ...] = (
+    # An idempotent producer that waits for every in-sync replica, outside transactions too.
+    Override(
+        aiokafka_driver.Producer, "_settings_extra", False, (), "motwatch.streams.app:IdempotentProducer"
+    ),
     # The deadline on shutdown: what mode's worker calls on SIGTERM and SIGINT.
     Override(faust.Worker, "_schedule_shutdown", False, ("signal",), "motwatch.streams.worker:BoundedWorker"),
     # Table keys as text: what Faust's codec dumps and loads call.

@@ -123,6 +123,25 @@ class Metrics:
             ["topic", "partition"],
             registry=r,
         )
+        self.write_failures = Counter(
+            "motwatch_write_failures",
+            "Failed tries to write a record, by what it is (moments, deadletter, by_journey, "
+            "quarantine, journeys_changelog, clocks_changelog); it is tried again until written.",
+            ["stream"],
+            registry=r,
+        )
+        self.write_stalled = Counter(
+            "motwatch_write_stalled_seconds",
+            "Time input waited for records to be written again after failed tries.",
+            registry=r,
+        )
+        self.quarantined = Counter(
+            "motwatch_state_quarantined",
+            "Stored records (journey states, partition clocks) that could not be read: sent to the "
+            "quarantine topic, their journey or clock started afresh.",
+            ["table"],
+            registry=r,
+        )
         # Label values of the per-partition series set so far, to remove those no longer assigned.
         self._watermark_partitions: set[str] = set()
         self._lag_partitions: set[tuple[str, str]] = set()

@@ -3,8 +3,10 @@
 from __future__ import annotations
 
 import os
+import socket
 import sys
 import threading
+import uuid
 from pathlib import Path
 
 import faust
@@ -12,7 +14,7 @@ import faust
 from motwatch.garbage import collect_less_often
 from motwatch.settings import Settings
 from motwatch.streams.app import create_app
-from motwatch.streams.faust_internals import shutdown_signalled
+from motwatch.streams.faust_internals import leave_group_on_stop, shutdown_signalled
 from motwatch.streams.web import HEALTHY, WebServer, listen_socket, url_file
 
 
@@ -37,6 +39,9 @@ class BoundedWorker(faust.Worker):
     # Overrides a private method of mode's worker (streams/faust_internals.py: OVERRIDDEN).
     def _schedule_shutdown(self, signal: object) -> None:  # type: ignore[override]
         if not shutdown_signalled(self):
+            # Asked to stop, it hands its partitions over at once (a static member would
+            # keep them for the session timeout, waiting for a restart).
+            leave_group_on_stop(self.app.consumer)
             timer = threading.Timer(self.grace_s, self._give_up)
             timer.daemon = True
             timer.start()
@@ -49,6 +54,28 @@ class BoundedWorker(faust.Worker):
         os._exit(1)
 
 
+def instance_id_of(settings: Settings) -> str:
+    """The worker's static name in its consumer group: ``instance_id``, else the one in its data dir.
+
+    The first start under a data dir makes one (host name and a random
+    suffix) and keeps it in ``<data_dir>/<app id>/instance-id``, so a worker
+    restarted on the same data dir is the same member, and two workers with
+    their own data dirs are two.
+    """
+    if settings.instance_id:
+        return settings.instance_id
+    path = Path(settings.data_dir) / settings.worker_app_id / "instance-id"
+    try:
+        kept = path.read_text(encoding="utf-8").strip()
+    except FileNotFoundError:
+        kept = ""
+    if not kept:
+        kept = f"{socket.gethostname()}-{uuid.uuid4().hex[:12]}"
+        path.parent.mkdir(parents=True, exist_ok=True)
+        path.write_text(kept + "\n", encoding="utf-8")
+    return kept
+
+
 def run_worker(settings: Settings, *, input_partitions: int, loglevel: str = "info") -> int:
     """Build the app and run it until the worker is stopped (its topics must exist already).
 
@@ -56,7 +83,12 @@ def run_worker(settings: Settings, *, input_partitions: int, loglevel: str = "in
     """
     Path(settings.data_dir).mkdir(parents=True, exist_ok=True)
     sock = listen_socket(settings.web_bind, settings.web_port)
-    mw = create_app(settings, input_partitions=input_partitions, web_port=sock.getsockname()[1])
+    mw = create_app(
+        settings,
+        input_partitions=input_partitions,
+        web_port=sock.getsockname()[1],
+        instance_id=instance_id_of(settings),
+    )
     collect_less_often()
     web = WebServer(sock, mw.metrics.registry, lambda: worker.health(), url_file(settings))
     worker = BoundedWorker(mw.app, web, loglevel=loglevel, quiet=True)

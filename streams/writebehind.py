@@ -16,6 +16,7 @@ from __future__ import annotations
 
 import logging
 from collections.abc import Awaitable, Callable, Iterable, Iterator, MutableMapping
+from dataclasses import dataclass
 from typing import Any, Protocol, runtime_checkable
 
 from faust.serializers import codecs
@@ -23,6 +24,16 @@ from faust.types import TP
 from faust.types.codecs import CodecArg
 
 log = logging.getLogger("motwatch.tables")
+
+
+@dataclass(frozen=True)
+class Unreadable:
+    """A stored value that could not be read: its key, its bytes as stored, and why."""
+
+    key: str
+    raw: bytes
+    reason: str
+
 
 _DELETED = object()
 
@@ -168,6 +179,11 @@ class PackedWriteBehind(WriteBehind):
     does), which makes it pending until the flush. ``count`` is kept per key
     for the values read or written, so a gauge can sum it without unpacking
     every value (``total``).
+
+    A stored value that ``unpack`` refuses with ``unreadable`` reads as
+    absent (its journey starts afresh): it is kept in ``quarantined`` for
+    whoever flushes the view to set aside first, and deleted from the store
+    and, at the flush, from the changelog, so it is met only once.
     """
 
     def __init__(
@@ -179,9 +195,12 @@ class PackedWriteBehind(WriteBehind):
         unpack: Callable[[bytes], Any],
         count: Callable[[Any], int],
         hot: Callable[[Any], bool],
+        unreadable: type[Exception] = ValueError,
     ) -> None:
         super().__init__(table, partition, send_batch)
         self.pack, self.unpack, self.count, self.is_hot = pack, unpack, count, hot
+        self.unreadable = unreadable
+        self.quarantined: list[Unreadable] = []
         self.counts: dict[str, int] = {}
         self.hot: dict[str, Any] = {}
 
@@ -192,7 +211,12 @@ class PackedWriteBehind(WriteBehind):
         raw = self.data.get(key, None)
         if raw is None:
             return default
-        value = self.unpack(raw)
+        try:
+            value = self.unpack(raw)
+        except self.unreadable as exc:
+            self.quarantined.append(Unreadable(key, bytes(raw), str(exc) or type(exc).__name__))
+            self.pending[key] = _DELETED
+            return default
         self._counted(key, value)
         return value
 

@@ -45,6 +45,7 @@ def needed_topics(settings: Settings) -> dict[str, int | None]:
         settings.by_journey_topic: settings.partitions,
         settings.moments_topic: None,
         settings.deadletter_topic: None,
+        settings.quarantine_topic: None,
         **{f"{settings.worker_app_id}-{table}-changelog": settings.partitions for table in TABLES},
         # Faust's leader election (the leader sends the ticks).
         f"{settings.worker_app_id}-__assignor-__leader": 1,
@@ -95,10 +96,11 @@ async def prepare_topics(settings: Settings) -> int:
         settings.partitions,
         settings.replication_factor,
     )
-    # Rejected messages keep their raw payload, which may hold personal data: kept for a while only.
+    # Rejected messages keep their raw payload, and quarantined records a journey's state, which
+    # may hold personal data: kept for a while only.
     await create_topics(
         kafka,
-        [settings.deadletter_topic],
+        [settings.deadletter_topic, settings.quarantine_topic],
         settings.partitions,
         settings.replication_factor,
         config={"retention.ms": deadletter_retention_ms(settings)},

@@ -45,6 +45,8 @@ from collections.abc import Iterable
 from dataclasses import dataclass, field, fields
 from typing import Any
 
+import orjson
+
 NEVER = -(2**62)
 # An awaited input a reader said has nothing to read: its count starts at the next tick.
 DECLARED = 0
@@ -197,3 +199,35 @@ class PartitionClock:
     @classmethod
     def from_dict(cls, data: dict[str, Any]) -> PartitionClock:
         return cls(**data)
+
+    def to_json(self) -> bytes:
+        return orjson.dumps(self.to_dict())
+
+    @classmethod
+    def from_json(cls, raw: bytes) -> PartitionClock:
+        """A clock from :meth:`to_json`; ValueError if the bytes are not one (corrupt, or another shape)."""
+        try:
+            clock = cls.from_dict(orjson.loads(raw))
+        except (ValueError, TypeError) as exc:
+            raise ValueError(f"not a partition clock: {type(exc).__name__}: {str(exc)[:200]}") from None
+        for f in fields(clock):
+            value = getattr(clock, f.name)
+            expected = _SHAPES.get(f.name, int)
+            if value is None and f.name in _MAY_BE_NONE:
+                continue
+            if not isinstance(value, expected) or (expected is int and isinstance(value, bool)):
+                raise ValueError(f"not a partition clock: {f.name} is a {type(value).__name__}")
+        return clock
+
+
+# The types of a clock's fields other than int, for reading a stored one.
+_SHAPES: dict[str, type] = {
+    "self_timed": bool,
+    "sources": dict,
+    "behind": list,
+    "sources_at_last_tick": dict,
+    "inputs": list,
+    "read_here_ms": dict,
+    "awaited": dict,
+}
+_MAY_BE_NONE = frozenset({"last_tick_wall_ms", "idle_since_wall_ms"})

@@ -8,6 +8,7 @@ or rebalanced worker resumes exactly where the last one stopped.
 from __future__ import annotations
 
 import bisect
+import zlib
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -40,7 +41,11 @@ _SOMETIMES_STORED = (
 )
 
 
-class StateVersionError(ValueError):
+class UnreadableStateError(ValueError):
+    """Stored bytes that are not a journey state this motwatch can read (corrupt, or a newer format)."""
+
+
+class StateVersionError(UnreadableStateError):
     """A stored state written by a newer motwatch than this one."""
 
 
@@ -244,8 +249,39 @@ class JourneyState:
 
     @classmethod
     def unpack(cls, raw: bytes) -> JourneyState:
-        """A state from :meth:`pack`, or as an earlier version stored it."""
-        return cls.from_json(packing.unpack(raw))
+        """A state from :meth:`pack`, or as an earlier version stored it; UnreadableStateError if not."""
+        try:
+            state = cls.from_json(packing.unpack(raw))
+        except UnreadableStateError:
+            raise
+        except (ValueError, TypeError, KeyError, AttributeError, zlib.error) as exc:
+            raise UnreadableStateError(f"{type(exc).__name__}: {str(exc)[:200]}") from None
+        for name, kind in _FIELD_TYPES:
+            value = getattr(state, name)
+            if not isinstance(value, kind):
+                raise UnreadableStateError(f"field {name} is a {type(value).__name__}, not a {kind.__name__}")
+        if state.merged_into is not None and not isinstance(state.merged_into, str):
+            raise UnreadableStateError("field merged_into is not text")
+        return state
+
+
+# Each field's type, checked when a stored state is read: a state of the wrong shape is unreadable
+# at once, rather than failing every event of its journey later.
+_FIELD_TYPES: tuple[tuple[str, type], ...] = (
+    ("key", str),
+    ("first_seen_ms", int),
+    ("last_seen_ms", int),
+    ("milestones", dict),
+    ("reached", list),
+    ("seen", dict),
+    ("checkouts", dict),
+    ("orders", list),
+    ("chats", dict),
+    ("onboardings", dict),
+    ("exited_products", list),
+    ("reported", dict),
+    ("merges", dict),
+)
 
 
 def trim_items(items: dict[str, dict[str, Any]]) -> None:

@@ -81,6 +81,7 @@ def worker_rights(settings: Settings, tables: Iterable[str]) -> list[Right]:
         settings.by_journey_topic: ("READ", "WRITE"),
         settings.moments_topic: ("WRITE",),
         settings.deadletter_topic: ("WRITE",),
+        settings.quarantine_topic: ("WRITE",),
         **dict.fromkeys(internal, ("READ", "WRITE")),
         FAUST_LEADER_TOPIC.format(app_id=app): ("READ",),
     }

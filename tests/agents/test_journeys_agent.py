@@ -23,12 +23,14 @@ from faust.types import TP
 
 from motwatch.agents import input_topic, journeys
 from motwatch.commands.detect import run_detect
+from motwatch.core.clock import PartitionClock
 from motwatch.core.journey import JourneyState
 from motwatch.core.partitioner import partition_for_key
 from motwatch.core.records import SOURCE_PROGRESS, TICK, control_headers, encode_body
 from motwatch.settings import Settings
 from motwatch.simulation import SimulationConfig, simulate
 from motwatch.streams.app import TextCodec
+from motwatch.streams.delivery import Deliveries
 from motwatch.streams.metrics import Metrics
 
 CLOCKS_CHANGELOG = "clocks-changelog"
@@ -46,12 +48,21 @@ class Written(NamedTuple):
 
 class Producer:
     """The worker's producer: records sent are kept, in order (``AgentProducer``, and what
-    ``send`` and ``send_batch`` hand records to)."""
+    ``send`` and ``send_batch`` hand records to).
 
-    def __init__(self, failing_topic: str | None = None) -> None:
+    Faults on demand: ``refuse[topic]`` sends to ``topic`` raise (as a producer with no
+    metadata for it does), ``fail[topic]`` writes are reported failed (as a request
+    that timed out is); ``hold`` keeps writes to its topics unacknowledged until
+    ``release``. A failed or refused record is not kept in ``sent``.
+    """
+
+    def __init__(self) -> None:
         self.sent: list[tuple[str, bytes | None, bytes | None, int | None]] = []
         self.headers: list[list[tuple[str, bytes]]] = []
-        self.failing_topic = failing_topic
+        self.refuse: dict[str, int] = {}
+        self.fail: dict[str, int] = {}
+        self.hold: set[str] = set()
+        self.held: list[tuple[asyncio.Future[Written], int]] = []
 
     async def send(
         self,
@@ -62,13 +73,27 @@ class Producer:
         timestamp: float | None,
         headers: list[tuple[str, bytes]] | None,
     ) -> asyncio.Future[Written]:
-        if topic == self.failing_topic:
+        if self.refuse.get(topic):
+            self.refuse[topic] -= 1
             raise RuntimeError(f"{topic} has 0 partitions")
+        fut: asyncio.Future[Written] = asyncio.get_running_loop().create_future()
+        if self.fail.get(topic):
+            self.fail[topic] -= 1
+            fut.set_exception(RuntimeError(f"request to {topic} timed out"))
+            return fut
         self.sent.append((topic, key, value, partition))
         self.headers.append(list(headers or ()))
-        fut: asyncio.Future[Written] = asyncio.get_running_loop().create_future()
-        fut.set_result(Written(offset=len(self.sent)))
+        if topic in self.hold:
+            self.held.append((fut, len(self.sent)))
+        else:
+            fut.set_result(Written(offset=len(self.sent)))
         return fut
+
+    def release(self) -> None:
+        """Acknowledge every held write."""
+        for fut, offset in self.held:
+            fut.set_result(Written(offset=offset))
+        self.held.clear()
 
     async def flush(self) -> None:
         """Every record sent so far is acknowledged: marked in the order of sends."""
@@ -185,8 +210,10 @@ class Shell:
         self.journey_inputs: object = None
         self.by_journey = ByJourney(producer, settings.by_journey_topic)
         self.journeys: Table[bytes] = Table("journeys", "raw")
-        self.clocks: Table[dict[str, Any]] = Table("clocks", "json")
+        self.clocks: Table[bytes] = Table("clocks", "raw")
         self.metrics = Metrics()
+        failures = self.metrics.write_failures
+        self.deliveries = Deliveries(lambda stream, exc: failures.labels(stream).inc(), sleep=_no_pause)
 
     async def send(
         self,
@@ -198,7 +225,10 @@ class Shell:
         timestamp: float | None = None,
         headers: list[tuple[str, bytes]] | None = None,
     ) -> None:
-        await self.producer.send(topic, key, value, partition, timestamp, headers)
+        producer = self.producer
+        await self.deliveries.send(
+            topic, lambda: producer.send(topic, key, value, partition, timestamp, headers)
+        )
 
     async def send_batch(
         self,
@@ -208,8 +238,19 @@ class Shell:
         on_written: Callable[[int], None],
     ) -> None:
         for key, value in records:
-            await self.producer.send(topic, key, value, partition, None, None)
+            await self.send(topic, key, value, partition=partition)
         on_written(len(self.producer.sent) - 1)
+
+    async def written(self) -> None:
+        """As the app's: every record sent so far acknowledged (sent again if it failed); then,
+        if there were any, the producer marks the point."""
+        if self.deliveries:
+            await self.deliveries.settle()
+            await self.producer.flush()
+
+
+async def _no_pause(seconds: float) -> None:
+    """The pause between tries, not taken: the test's faults need no time to pass."""
 
 
 @dataclass(frozen=True)
@@ -294,10 +335,65 @@ async def _run(producer: Producer) -> tuple[list[tuple[bytes | None, bytes | Non
     return moments, mw
 
 
-async def test_a_tick_sends_its_moments_even_when_the_clock_cannot_be_saved() -> None:
-    expected, _ = await _run(Producer())
-    got, _ = await _run(Producer(failing_topic=CLOCKS_CHANGELOG))
+async def test_a_tick_sends_its_moments_even_when_the_clock_cannot_be_saved_at_first() -> None:
+    """Writes that fail are tried again until the broker has them, the moments first."""
+    expected, calm = await _run(Producer())
+    faulty = Producer()
+    faulty.refuse[CLOCKS_CHANGELOG] = 2
+    faulty.fail[CLOCKS_CHANGELOG] = 2
+    got, mw = await _run(faulty)
     assert got == expected
+    assert mw.metrics.write_failures.labels(CLOCKS_CHANGELOG)._value.get() == 4
+    assert PartitionClock.from_json(mw.clocks["0"]) == PartitionClock.from_json(calm.clocks["0"])
+
+
+async def test_no_journey_is_written_while_a_moment_it_reported_is_unacknowledged() -> None:
+    """Moment before state, with the moments' writes held back: the journeys wait for them."""
+    producer = Producer()
+    agent, mw = _agent(producer)
+    *batches, last_tick = _batches()
+    for batch in batches:
+        await agent.process(batch)
+    producer.sent.clear()
+    producer.hold.add(mw.settings.moments_topic)
+    tick = asyncio.ensure_future(agent.process(last_tick))
+    await _until(lambda: bool(producer.held))
+    for _ in range(20):  # whatever else the agent could do, it does not write a journey
+        await asyncio.sleep(0)
+    assert not tick.done()
+    assert producer.to(mw.settings.moments_topic)
+    assert not producer.to("journeys-changelog")
+    producer.hold.clear()
+    producer.release()
+    await tick
+    topics = [topic for topic, *_ in producer.sent]
+    assert topics.index("journeys-changelog") > topics.index(FLUSHED)
+
+
+async def test_a_moment_whose_write_failed_is_sent_again_before_any_journey_is_written() -> None:
+    """Moment before state, with the moments' first writes failing (a timed-out request)."""
+    expected, _ = await _run(Producer())
+    producer = Producer()
+    agent, mw = _agent(producer)
+    *batches, last_tick = _batches()
+    for batch in batches:
+        await agent.process(batch)
+    producer.sent.clear()
+    moments = mw.settings.moments_topic
+    producer.fail[moments] = 3
+    await agent.process(last_tick)
+    topics = [topic for topic, *_ in producer.sent]
+    assert set(topics[: topics.index(FLUSHED)]) == {moments}
+    assert mw.metrics.write_failures.labels(moments)._value.get() == 3
+    assert sorted(producer.to(moments)) == sorted(expected[-len(producer.to(moments)) :])
+
+
+async def _until(condition: Callable[[], bool]) -> None:
+    for _ in range(10_000):
+        if condition():
+            return
+        await asyncio.sleep(0)
+    raise AssertionError("the condition never held")
 
 
 async def test_what_a_batch_sent_is_acknowledged_before_its_journeys_and_they_before_its_clock() -> None:
@@ -317,7 +413,9 @@ async def test_what_a_batch_sent_is_acknowledged_before_its_journeys_and_they_be
     second = topics.index(FLUSHED, first + 1)
     assert set(topics[:first]) == {mw.settings.moments_topic}
     assert set(topics[first + 1 : second]) == {"journeys-changelog"}
-    assert set(topics[second + 1 :]) == {CLOCKS_CHANGELOG}
+    third = topics.index(FLUSHED, second + 1)
+    assert set(topics[second + 1 : third]) == {CLOCKS_CHANGELOG}
+    assert third == len(topics) - 1  # the clock acknowledged too, before the batch is done
 
 
 async def test_each_changed_journey_is_written_once_per_batch() -> None:
@@ -329,7 +427,7 @@ async def test_each_changed_journey_is_written_once_per_batch() -> None:
     assert len(written) == len(set(written)) > 0
     assert set(mw.journeys) == {k.decode() for k in written}
     assert len(written) < len(touchpoints)
-    assert mw.clocks["0"] == agent.engines.engines[0].clock.to_dict()  # saved with the batch
+    assert PartitionClock.from_json(mw.clocks["0"]) == agent.engines.engines[0].clock  # saved with the batch
 
 
 async def test_journeys_rest_in_the_table_as_their_changelog_bytes() -> None:
@@ -528,3 +626,42 @@ async def test_a_source_catching_up_on_a_backlog_holds_event_time_back() -> None
     expected: list[bytes] = []
     run_detect(lines, mw.settings, lambda m: expected.append(m.to_json()), lambda r: None, flush=True)
     assert sorted(got) == sorted(expected)
+
+
+async def test_stored_records_that_cannot_be_read_are_set_aside_and_start_afresh() -> None:
+    """Poison state: a journey state and a clock that do not read go to the quarantine topic
+    (acknowledged before anything replaces them), are counted, and their journey and clock
+    start afresh; the worker goes on with every other journey as if nothing happened."""
+    expected, _ = await _run(Producer())
+    producer = Producer()
+    agent, mw = _agent(producer)
+    touchpoints, *rest = _batches()
+    poisoned = touchpoints[0].key.decode()
+    mw.journeys[poisoned] = b"\x01not a journey state"
+    mw.journeys["someone-else"] = b'{"v": 99, "key": "someone-else"}'  # a newer motwatch's
+    mw.clocks["0"] = b"\xff{torn"
+    await agent.process(touchpoints)
+    assert JourneyState.unpack(mw.journeys[poisoned]).key == poisoned  # started afresh
+    for batch in rest:
+        await agent.process(batch)
+    quarantine = mw.settings.quarantine_topic
+    assert sorted(producer.to(quarantine)) == sorted(
+        [
+            (poisoned.encode(), b"\x01not a journey state"),
+            (b"someone-else", b'{"v": 99, "key": "someone-else"}'),
+            (b"0", b"\xff{torn"),
+        ]
+    )
+    tables = sorted(
+        dict(h)["mw-table"]
+        for (t, *_), h in zip(producer.sent, producer.headers, strict=True)
+        if t == quarantine
+    )
+    assert tables == [b"clocks", b"journeys", b"journeys"]
+    assert mw.metrics.quarantined.labels("journeys")._value.get() == 2
+    assert mw.metrics.quarantined.labels("clocks")._value.get() == 1
+    topics = [t for t, *_ in producer.sent]
+    assert topics.index("journeys-changelog") > topics.index(FLUSHED) > topics.index(quarantine)
+    assert (b"someone-else", None) in producer.to("journeys-changelog")  # deleted: met once only
+    assert "someone-else" not in mw.journeys
+    assert sorted(v for _, v in producer.to(mw.settings.moments_topic)) == sorted(v for _, v in expected)

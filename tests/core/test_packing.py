@@ -11,7 +11,7 @@ import pytest
 import zstandard
 
 from motwatch.core import packing
-from motwatch.core.journey import JourneyState
+from motwatch.core.journey import JourneyState, UnreadableStateError
 
 SCRIPT = Path(__file__).resolve().parents[2] / "scripts" / "train_state_dictionary.py"
 
@@ -54,10 +54,18 @@ def test_states_stored_by_earlier_versions_still_read(states: list[JourneyState]
         (b"\x7fnot a state", "not a format this motwatch knows"),
         (b"", "not a format this motwatch knows"),
         (b"\x01garbage after the dictionary's byte", "does not unpack"),
+        (b"x\x9c truncated zlib", "while decompressing"),
+        (b"{not json", "JSONDecodeError"),
+        (b'{"key": "k", "surprise": 1}', "unexpected keyword argument"),
+        (b'{"key": "k", "seen": 5}', "field seen is a int, not a dict"),
+        (b'{"key": 7}', "field key is a int, not a str"),
+        (b'{"key": "k", "merged_into": []}', "merged_into is not text"),
+        (b'{"v": 99, "key": "k"}', "newer than this motwatch"),
     ],
 )
 def test_bytes_that_are_no_state_say_so(stored: bytes, says: str) -> None:
-    with pytest.raises(packing.PackedStateError, match=says):
+    """Whatever is wrong with them (the format, the JSON, the shape, a newer version): one error."""
+    with pytest.raises(UnreadableStateError, match=says):
         JourneyState.unpack(stored)
 
 

@@ -36,6 +36,7 @@ from motwatch.streams.faust_internals import (
     codec_type,
     committed_offsets,
     consumer_thread,
+    leave_group_on_stop,
     shutdown_signalled,
 )
 
@@ -146,13 +147,31 @@ async def test_tables_take_their_codecs_from_the_codec_types() -> None:
     mw = create_app(Settings())
     journeys, clocks = mw.journeys, mw.clocks
     assert (journeys.key_serializer, journeys.value_serializer) == ("text", "raw")
-    assert (clocks.key_serializer, clocks.value_serializer) == ("text", "json")
+    assert (clocks.key_serializer, clocks.value_serializer) == ("text", "raw")
     serializers = mw.app.serializers
     assert serializers.loads_key(journeys.key_type, b"journey-1", serializer="text") == "journey-1"
-    assert serializers.loads_value(clocks.value_type, b'{"watermark_ms": 5}', serializer="json") == {
-        "watermark_ms": 5
-    }
+    # Raw: a stored clock that is not JSON reaches motwatch (which sets it aside), not Faust's recovery.
+    assert serializers.loads_value(clocks.value_type, b"\xff{not json", serializer="raw") == b"\xff{not json"
     assert faust.Table(mw.app, name="plain", key_type=codec_type("text")).key_serializer == "text"
+
+
+async def test_a_consumer_leaves_its_group_on_stop_once_it_forgets_its_instance_id() -> None:
+    """``GroupCoordinator._group_instance_id``: aiokafka sends no LeaveGroup while it is set; the
+    consumer thread's ``_consumer`` is None until the consumer starts."""
+    from aiokafka.consumer.group_coordinator import GroupCoordinator
+
+    leave = inspect.getsource(GroupCoordinator._maybe_leave_group)
+    assert "self._group_instance_id is None" in leave and "LeaveGroupRequest" in leave
+    app = create_app(Settings(), instance_id="worker-1").app
+    assert app.conf.consumer_group_instance_id == "worker-1"
+    assert consumer_thread(app.consumer)._consumer is None
+    assert leave_group_on_stop(app.consumer) is False  # not started: nothing to leave
+
+
+async def test_the_producer_is_idempotent_and_waits_for_every_in_sync_replica() -> None:
+    app = create_app(Settings()).app
+    extra = app.producer._settings_extra()
+    assert extra["acks"] == "all" and extra["enable_idempotence"] is True
 
 
 def _parameters(method: Any) -> list[tuple[str, Any]]:

@@ -30,13 +30,18 @@ from motwatch.streams.metrics import Metrics
 
 
 class TextCodec(codecs.Codec):
-    """Table keys as UTF-8 text both ways (Faust's raw codec would return bytes on recovery)."""
+    """Table keys as UTF-8 text both ways (Faust's raw codec would return bytes on recovery).
+
+    A stored key that is not UTF-8 comes back with its bytes escaped (and goes
+    out as they were), so that Faust's recovery never fails on one: the
+    journey agent sets such a key's record aside.
+    """
 
     def _dumps(self, s: Any) -> bytes:
-        return s.encode("utf-8")
+        return s.encode("utf-8", "surrogateescape")
 
     def _loads(self, s: bytes) -> Any:
-        return s.decode("utf-8")
+        return s.decode("utf-8", "surrogateescape")
 
 
 codecs.register("text", TextCodec())

@@ -212,8 +212,9 @@ class PackedWriteBehind(WriteBehind):
         if raw is None:
             return default
         try:
+            key.encode()  # a key that was not UTF-8 (its bytes escaped): its record is unreadable too
             value = self.unpack(raw)
-        except self.unreadable as exc:
+        except (self.unreadable, UnicodeEncodeError) as exc:
             self.quarantined.append(Unreadable(key, bytes(raw), str(exc) or type(exc).__name__))
             self.pending[key] = _DELETED
             return default

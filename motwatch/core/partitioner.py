@@ -39,5 +39,6 @@ def murmur2(data: bytes) -> int:
 
 
 def partition_for_key(key: str, partitions: int) -> int:
-    """The partition of ``partitions`` that Kafka's default partitioner gives the key (UTF-8)."""
-    return (murmur2(key.encode()) & 0x7FFFFFFF) % partitions
+    """The partition of ``partitions`` that Kafka's default partitioner gives the key (UTF-8;
+    bytes that were not, escaped by ``surrogateescape``, as they were)."""
+    return (murmur2(key.encode("utf-8", "surrogateescape")) & 0x7FFFFFFF) % partitions

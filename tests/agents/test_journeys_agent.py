@@ -640,6 +640,8 @@ async def test_stored_records_that_cannot_be_read_are_set_aside_and_start_afresh
     mw.journeys[poisoned] = b"\x01not a journey state"
     mw.journeys["someone-else"] = b'{"v": 99, "key": "someone-else"}'  # a newer motwatch's
     mw.clocks["0"] = b"\xff{torn"
+    not_text = b"\xffkey".decode("utf-8", "surrogateescape")  # as the table's key codec reads it
+    mw.journeys[not_text] = JourneyState("stored-as-key").pack()
     await agent.process(touchpoints)
     assert JourneyState.unpack(mw.journeys[poisoned]).key == poisoned  # started afresh
     for batch in rest:
@@ -650,6 +652,7 @@ async def test_stored_records_that_cannot_be_read_are_set_aside_and_start_afresh
             (poisoned.encode(), b"\x01not a journey state"),
             (b"someone-else", b'{"v": 99, "key": "someone-else"}'),
             (b"0", b"\xff{torn"),
+            (b"\xffkey", JourneyState("stored-as-key").pack()),
         ]
     )
     tables = sorted(
@@ -657,8 +660,8 @@ async def test_stored_records_that_cannot_be_read_are_set_aside_and_start_afresh
         for (t, *_), h in zip(producer.sent, producer.headers, strict=True)
         if t == quarantine
     )
-    assert tables == [b"clocks", b"journeys", b"journeys"]
-    assert mw.metrics.quarantined.labels("journeys")._value.get() == 2
+    assert tables == [b"clocks", b"journeys", b"journeys", b"journeys"]
+    assert mw.metrics.quarantined.labels("journeys")._value.get() == 3
     assert mw.metrics.quarantined.labels("clocks")._value.get() == 1
     topics = [t for t, *_ in producer.sent]
     assert topics.index("journeys-changelog") > topics.index(FLUSHED) > topics.index(quarantine)

@@ -7,7 +7,7 @@ VENV   := .venv
 BIN    := $(VENV)/bin
 STAMP  := $(VENV)/.installed
 
-.PHONY: install jars prometheus demo test test-unit lint schema monitoring broker bench bench-quick clean
+.PHONY: install jars prometheus demo test test-unit test-faults lint schema monitoring broker bench bench-quick clean
 
 install: $(STAMP)
 
@@ -36,6 +36,11 @@ test: install jars prometheus
 # The fast tier: no broker, no promtool, no subprocess, no run at full size.
 test-unit: install
 	$(BIN)/python -m pytest -q -p no:cacheprovider -m "not integration and not external and not slow"
+
+# The fault suite (tests/faults/): workers killed, rebalanced and stopped mid-stream, judged by
+# motwatch detect. FAULTS_LONG=1 make test-faults runs the long variants (more data, more faults).
+test-faults: install jars
+	$(BIN)/python -m pytest -q -p no:cacheprovider -m faults
 
 lint: install
 	$(BIN)/ruff check .

@@ -142,6 +142,31 @@ class Metrics:
             ["table"],
             registry=r,
         )
+        # Kafka as the worker reaches it, probed every second (streams/reachability.py).
+        self.kafka_reachable = Gauge(
+            "motwatch_kafka_reachable",
+            "1 while a broker answers the worker's probe, 0 while none does (NaN before the first probe).",
+            registry=r,
+        )
+        self.kafka_reachable.set(float("nan"))
+        self.kafka_unreachable_seconds = Gauge(
+            "motwatch_kafka_unreachable_seconds",
+            "How long the current Kafka outage has lasted; 0 while a broker answers.",
+            registry=r,
+        )
+        self.kafka_outages = Counter(
+            "motwatch_kafka_outages", "Kafka outages: times no broker answered the probe.", registry=r
+        )
+        self.kafka_last_outage_seconds = Gauge(
+            "motwatch_kafka_last_outage_seconds",
+            "How long the last finished Kafka outage lasted (0: none yet).",
+            registry=r,
+        )
+        self.kafka_last_outage_end = Gauge(
+            "motwatch_kafka_last_outage_end_timestamp_seconds",
+            "When the last finished Kafka outage ended (seconds since the epoch; 0: none yet).",
+            registry=r,
+        )
         # Label values of the per-partition series set so far, to remove those no longer assigned.
         self._watermark_partitions: set[str] = set()
         self._lag_partitions: set[tuple[str, str]] = set()

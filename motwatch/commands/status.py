@@ -2,7 +2,8 @@
 
 The worker's metrics are read twice, ``window_s`` apart; counters give totals
 since the worker started and rates over the window, gauges give the state at
-the second read (consumer lag, watermarks, journeys held, open timeouts).
+the second read (whether it reaches Kafka, consumer lag, watermarks, journeys
+held, open timeouts).
 Nothing here needs Prometheus: it reads the worker directly.
 """
 
@@ -18,6 +19,7 @@ import urllib.request
 from collections import defaultdict
 from collections.abc import Iterable
 from dataclasses import dataclass
+from datetime import UTC, datetime
 
 from prometheus_client.parser import text_string_to_metric_families
 
@@ -148,6 +150,30 @@ def _buckets(snapshot: Snapshot, name: str) -> list[tuple[float, float]]:
     return [(float(dict(labels)["le"]), v) for labels, v in snapshot.values(f"{name}_bucket").items()]
 
 
+def _plural(count: float, word: str) -> str:
+    return f"{_count(count)} {word}{'' if count == 1 else 's'}"
+
+
+def kafka_line(snapshot: Snapshot) -> str | None:
+    """Whether the worker reaches Kafka, how long it has not, or how long its last outage was;
+    None for a worker that does not probe Kafka."""
+    reachable = snapshot.samples.get(("motwatch_kafka_reachable", ()))
+    if reachable is None:
+        return None
+    outages = _plural(snapshot.total("motwatch_kafka_outages_total"), "outage")
+    if math.isnan(reachable):
+        return "Kafka         not probed yet"
+    if reachable == 0:
+        down = _duration(snapshot.total("motwatch_kafka_unreachable_seconds"))
+        return f"Kafka         UNREACHABLE for {down} ({outages} since start)"
+    ended = snapshot.total("motwatch_kafka_last_outage_end_timestamp_seconds")
+    if not ended:
+        return "Kafka         reachable (no outage since start)"
+    lasted = _duration(snapshot.total("motwatch_kafka_last_outage_seconds"))
+    when = datetime.fromtimestamp(ended, tz=UTC).isoformat(timespec="seconds").replace("+00:00", "Z")
+    return f"Kafka         reachable (last outage {lasted}, ended {when}; {outages} since start)"
+
+
 def summarize(before: Snapshot, after: Snapshot, elapsed_s: float, url: str) -> str:
     """The one-screen text, from two reads ``elapsed_s`` apart."""
     elapsed = max(elapsed_s, 1e-9)
@@ -156,6 +182,9 @@ def summarize(before: Snapshot, after: Snapshot, elapsed_s: float, url: str) -> 
         return max(0.0, after.total(name) - before.total(name)) / elapsed
 
     lines = [f"motwatch worker at {url}   (rates over {elapsed_s:.1f} s)", ""]
+    kafka = kafka_line(after)
+    if kafka is not None:
+        lines.append(kafka)
     lines.append(
         "Throughput    "
         f"in {_rate(rate('motwatch_events_received_total'))}   "

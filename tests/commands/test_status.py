@@ -35,6 +35,7 @@ from motwatch.commands.status import (
 )
 from motwatch.settings import Settings
 from motwatch.streams.metrics import Metrics
+from motwatch.streams.reachability import KafkaReachability
 from motwatch.streams.web import url_file
 from tests.workers import free_port, run_cli
 
@@ -120,6 +121,7 @@ def busy_worker() -> Metrics:
     m.set_watermark(1, time.time() - 3)
     m.active_journeys.set(42)
     m.open_timeouts.set(7)
+    m.kafka_reachable.set(1)
     for seconds in (0.2, 0.3, 1.5, 4):
         m.event_lag.observe(seconds)
     return m
@@ -163,6 +165,7 @@ def test_status_reads_a_worker_twice_and_summarises_it(worker: tuple[Metrics, Se
         assert behind_when_set - 0.5 <= seconds_of(printed) <= time.time() - set_to + 0.5, text
     assert "Event lag     p50 0.5 s, p95 4.5 s" in text
     assert "State         42 active journeys, 7 open timeouts" in text
+    assert "Kafka         reachable (no outage since start)" in text
     rows = {line.split()[0]: line.split()[1:] for line in text.splitlines() if line.startswith("  ")}
     assert rows == {
         "checkout_error": ["4", "0", "+0"],
@@ -182,6 +185,65 @@ def test_a_fresh_worker_says_what_it_has_not_seen_yet() -> None:
     assert "Watermark     none yet" in text
     assert "Event lag     p50 -, p95 -" in text
     assert "Moments since start: none" in text
+    assert "Kafka         not probed yet" in text
+
+
+class Clock:
+    """The worker's clocks, moved by the test: monotonic for outages, wall to date them."""
+
+    def __init__(self) -> None:
+        self.now = 0.0
+
+    def monotonic(self) -> float:
+        return self.now
+
+    def wall(self) -> float:
+        return 1796605323.0 + self.now  # 2026-12-07T01:02:03Z
+
+
+async def test_kafka_unreachable_then_back_as_the_worker_saw_it() -> None:
+    """The worker's own reachability gauges, driven by a probe that fails for 31.2 s, then answers."""
+    metrics, clock = Metrics(), Clock()
+    down: list[Exception] = []
+
+    async def probe() -> None:
+        if down:
+            raise down[0]
+
+    watched = KafkaReachability(metrics, probe, monotonic=clock.monotonic, wall=clock.wall)
+
+    def text() -> str:
+        snapshot = parse(generate_latest(metrics.registry).decode(), clock.wall())
+        return summarize(snapshot, snapshot, 1.0, URL)
+
+    await watched.check()
+    down.append(ConnectionRefusedError())
+    clock.now = 10.0
+    await watched.check()
+    clock.now = 11.0
+    await watched.check()  # the second unanswered probe in a row: an outage since the first
+    clock.now = 22.4
+    assert "Kafka         UNREACHABLE for 12 s (1 outage since start)\n" in text()
+    clock.now = 41.2
+    down.clear()
+    await watched.check()
+    assert (
+        "Kafka         reachable (last outage 31 s, ended 2026-12-07T01:02:44Z; 1 outage since start)\n"
+        in text()
+    )
+    clock.now = 200.0
+    down.append(ConnectionRefusedError())
+    await watched.check()
+    clock.now = 201.0
+    await watched.check()
+    clock.now = 325.0
+    assert "Kafka         UNREACHABLE for 2m 05s (2 outages since start)\n" in text()
+
+
+def test_a_worker_that_does_not_probe_kafka_gets_no_kafka_line() -> None:
+    older = "# TYPE motwatch_events_received_total counter\nmotwatch_events_received_total 5.0\n"
+    snapshot = parse(older, 1000.0)
+    assert "Kafka" not in summarize(snapshot, snapshot, 1.0, URL)
 
 
 def test_rates_come_from_the_window_between_the_reads() -> None:
@@ -287,6 +349,7 @@ def test_the_status_command_prints_the_summary(worker: tuple[Metrics, Server]) -
     )
     assert window and float(window.group(1)) >= 0.2, out
     assert "State         42 active journeys, 7 open timeouts" in out
+    assert "Kafka         reachable (no outage since start)" in out
     assert server.reads == 2
 
 

@@ -1,5 +1,5 @@
-"""The fault suite's Kafka: a 3-node KRaft cluster when the project has its runner, else the
-session's single broker; and every test here marked ``faults`` and ``integration``."""
+"""The fault suite's Kafka, a 3-node KRaft cluster, and every test here marked ``faults`` and
+``integration``."""
 
 from __future__ import annotations
 
@@ -9,6 +9,7 @@ from pathlib import Path
 import pytest
 
 from motwatch.kafka.broker import BrokerError
+from motwatch.kafka.broker.cluster import KafkaCluster
 from tests.faults.harness import FaultKafka
 
 FAULTS = Path(__file__).resolve().parent
@@ -23,16 +24,9 @@ def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:
 
 
 @pytest.fixture(scope="session")
-def fault_kafka(request: pytest.FixtureRequest) -> Iterator[FaultKafka]:
-    """Where the fault tests' workers run: ``KafkaCluster(nodes=3)`` when it can be imported (topics
-    replicated 3 times), else the session's single broker. Fails (never skips) when it cannot start."""
-    try:
-        from motwatch.kafka.broker.cluster import KafkaCluster  # type: ignore[import-not-found]
-    except ImportError:
-        broker = request.getfixturevalue("kafka_broker")
-        assert broker.bootstrap is not None
-        yield FaultKafka(broker.bootstrap, nodes=1)
-        return
+def fault_kafka() -> Iterator[FaultKafka]:
+    """Where the fault tests' workers run: a 3-node cluster for the session (topics replicated 3
+    times). Fails (never skips) when it cannot start."""
     cluster = KafkaCluster(nodes=3)
     problem = None
     try:

@@ -24,12 +24,14 @@ import os
 import random
 import signal
 import subprocess
+import sys
 import time
 import urllib.request
 from collections import Counter
 from collections.abc import AsyncIterator, Awaitable, Callable
 from contextlib import asynccontextmanager
 from dataclasses import dataclass, field
+from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
@@ -42,6 +44,7 @@ from motwatch.core.records import FORWARDED, SOURCE, header_map
 from motwatch.kafka.admin import create_topics
 from tests.clients import produce_with_librdkafka
 from tests.workers import (
+    READY_MARK,
     WorkerProcess,
     committed_to_the_end,
     detect_moments,
@@ -62,6 +65,8 @@ QUIET_S = 4.0
 # Faust's count of every record its streams took (the input and the re-keyed topic).
 RECEIVED = "motwatch_events_received_total"
 STREAMED = "faust_messages_received_total"
+# Each journey partition's event-time watermark (seconds since the epoch), by partition.
+WATERMARK = "motwatch_watermark_seconds"
 
 
 @dataclass(frozen=True)
@@ -153,6 +158,16 @@ class FaultWorker(WorkerProcess):
             code = None if self.proc is None else self.proc.returncode
             raise AssertionError(f"{self.workdir.name} exited with {code}:\n{self.log()[-3000:]}")
 
+    def launch(self) -> FaultWorker:
+        """Start the process and return at once: it joins its group while the test goes on."""
+        self.spawn([sys.executable, "-m", "motwatch.cli", "worker"], self.env)
+        return self
+
+    def ready(self) -> bool:
+        """Has it started (tables recovered, agents running)? Fails if it died."""
+        self.check_alive()
+        return READY_MARK in self.log()
+
     def pid(self) -> int:
         assert self.proc is not None, "not started"
         return self.proc.pid
@@ -172,6 +187,15 @@ class FaultWorker(WorkerProcess):
             if line and not line.startswith("#") and "{" not in name:
                 values[name] = float(value)
         return values
+
+    def watermarks(self) -> dict[int, float]:
+        """The event-time watermark of each journey partition this worker ticks, in epoch seconds."""
+        marks = {}
+        for line in self.metrics_text().splitlines():
+            series, _, value = line.rpartition(" ")
+            if series.startswith(WATERMARK + "{"):
+                marks[int(series.split('partition="', 1)[1].split('"', 1)[0])] = float(value)
+        return marks
 
     async def received(self) -> int:
         """Touchpoints this process has read from the input topic."""
@@ -220,6 +244,63 @@ async def until(
         if time.monotonic() > deadline:
             raise AssertionError(f"timed out after {timeout:.0f}s waiting for {what}")
         await asyncio.sleep(0.05)
+
+
+class Feed:
+    """A simulation's lines, produced in file order, as much at a time as the test says."""
+
+    def __init__(self, kafka: FaultKafka, topic: str, lines: list[bytes], rng: random.Random) -> None:
+        self.kafka = kafka
+        self.topic = topic
+        self.lines = lines
+        self.rng = rng
+        self.sent = 0
+
+    @property
+    def left(self) -> int:
+        return len(self.lines) - self.sent
+
+    async def send(self, count: int) -> int:
+        """The next ``count`` lines (fewer at the end) as one burst; how many went."""
+        chunk = self.lines[self.sent : self.sent + count]
+        await produce(self.kafka, self.topic, chunk)
+        self.sent += len(chunk)
+        return len(chunk)
+
+    async def read_into(self, count: int, *readers: FaultWorker) -> None:
+        """Send ``count`` lines; return once ``readers`` have read a seeded share of them (mid-burst)."""
+        base = sum([await w.received() for w in readers])
+        sent = await self.send(count)
+        at = self.rng.randint(max(1, sent // 10), max(1, sent // 2))
+
+        async def reading() -> bool:
+            return sum([await w.received() for w in readers]) >= base + at
+
+        await until(reading, 120, f"{at} of {sent} new touchpoints to be read", *readers)
+
+    async def trickle_until(
+        self, condition: Callable[[], Awaitable[bool]], what: str, *readers: FaultWorker, timeout: float = 180
+    ) -> int:
+        """Keep ``readers`` reading while the group changes: a small seeded chunk, the next once
+        they have read from it, until ``condition`` holds (or the lines run out: then only wait).
+        Returns the lines sent."""
+        deadline = time.monotonic() + timeout
+        sent = 0
+        while not await condition():
+            left_s = deadline - time.monotonic()
+            if left_s < 0:
+                raise AssertionError(f"timed out after {timeout:.0f}s waiting for {what}")
+            if not self.left:
+                await until(condition, left_s, what, *readers)
+                break
+            base = sum([await w.received() for w in readers])
+            sent += await self.send(self.rng.randint(40, 120))
+
+            async def moved(base: int = base) -> bool:
+                return await condition() or sum([await w.received() for w in readers]) > base
+
+            await until(moved, left_s, what, *readers)
+        return sent
 
 
 class Group:
@@ -330,6 +411,25 @@ async def kill_while_reading(
     worker.kill9()
 
 
+async def event_time_past(worker: FaultWorker, partitions: int, expected: list[dict[str, Any]]) -> None:
+    """Until ``worker``'s watermark on every one of the ``partitions`` journey partitions has passed
+    the last moment ``detect`` reports: a slow worker is waited for, one whose event time stopped
+    fails, saying where it stopped."""
+    last = max(datetime.fromisoformat(m["occurred_at"]).timestamp() for m in expected)
+    marks: dict[int, float] = {}
+
+    async def past() -> bool:
+        marks.update(await asyncio.to_thread(worker.watermarks))
+        return len(marks) == partitions and min(marks.values()) > last
+
+    try:
+        await until(past, 240, f"{worker.workdir.name}'s event time to pass the last moment", worker)
+    except AssertionError as exc:
+        at = {p: datetime.fromtimestamp(t, UTC).isoformat() for p, t in sorted(marks.items())}
+        last_at = datetime.fromtimestamp(last, UTC).isoformat()
+        raise AssertionError(f"{exc}: watermarks {at}, the last moment at {last_at}") from None
+
+
 async def collect_moments(kafka: FaultKafka, prefix: str) -> list[dict[str, Any]]:
     """The moments topic, read once the group has committed the whole input and then nothing came."""
     async with committed_to_the_end(kafka.bootstrap, f"{prefix}motwatch", f"{prefix}touchpoints") as done:
@@ -376,6 +476,27 @@ async def rekeyed_repeats(kafka: FaultKafka, prefix: str, lines: list[bytes]) ->
         if r.value in wanted and SOURCE in (h := header_map(r.headers)) and FORWARDED not in h
     )
     return sum(n - 1 for n in copies.values())
+
+
+# Lines of a worker's log: the consumer gives its partitions up; Faust hands it new ones; the journey
+# agent builds a partition's journeys (on the first record it applies there since the last rebalance).
+REVOKING = "Revoking previously assigned partitions"
+ASSIGNED = "Executing _on_partitions_assigned"
+BUILT = "journeys indexed"
+
+
+def built_between_assignments(worker: FaultWorker) -> list[str]:
+    """Where ``worker``'s log says it built a partition's journeys after giving its partitions up
+    and before being given new ones: it applied records of a partition it no longer held."""
+    found, between = [], False
+    for line in worker.log().splitlines():
+        if REVOKING in line:
+            between = True
+        elif ASSIGNED in line:
+            between = False
+        elif between and BUILT in line:
+            found.append(line.strip())
+    return found
 
 
 def report(record_property: Callable[[str, object], None], **figures: object) -> None:

@@ -25,6 +25,7 @@ from tests.faults.harness import (
     bursts,
     collect_moments,
     create_input,
+    event_time_past,
     judge,
     produce,
     rekeyed_repeats,
@@ -79,6 +80,7 @@ async def test_sigterm_mid_stream_commits_what_was_processed_and_repeats_nothing
         successor.start()
         resumption = await resumed(group, successor, left, rekeyed)
         await produce(fault_kafka, topic, rest)
+        await event_time_past(successor, PARTITIONS, sim.expected)
         got = await collect_moments(fault_kafka, topic_prefix)
         successor.check_alive()
     repeats = judge(got, sim.expected)

@@ -30,6 +30,7 @@ from tests.faults.harness import (
     bursts,
     collect_moments,
     create_input,
+    event_time_past,
     judge,
     kill_while_reading,
     produce,
@@ -74,6 +75,7 @@ async def test_workers_killed_mid_stream_lose_no_moment(
             worker.start()
             resumptions.append(await resumed(group, worker, left, rekeyed))
         await produce(fault_kafka, topic, parts[-1])
+        await event_time_past(worker, PARTITIONS, sim.expected)
         got = await collect_moments(fault_kafka, topic_prefix)
         worker.check_alive()
     repeats = judge(got, sim.expected)

@@ -30,8 +30,9 @@ prometheus:
 demo: install jars
 	$(BIN)/motwatch demo
 
+# Everything, the fault suite in a session of its own beside the rest (scripts/run-tests.sh).
 test: install jars prometheus
-	$(BIN)/python -m pytest -q -p no:cacheprovider
+	bash scripts/run-tests.sh $(BIN)/python
 
 # The fast tier: no broker, no promtool, no subprocess, no run at full size.
 test-unit: install

@@ -7,6 +7,7 @@ meets a message it cannot decode (it would ack it and crash the agent).
 from __future__ import annotations
 
 import asyncio
+import logging
 from collections.abc import Awaitable, Callable, Iterable, Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -25,8 +26,9 @@ from motwatch.kafka.security import Endpoint, endpoint_of
 from motwatch.settings import Settings
 from motwatch.streams.consumer import PromptConsumer
 from motwatch.streams.delivery import Deliveries
-from motwatch.streams.faust_internals import aiokafka_producer, codec_type
+from motwatch.streams.faust_internals import aiokafka_producer, codec_type, restart_idempotence
 from motwatch.streams.metrics import Metrics
+from motwatch.streams.reachability import watch_kafka
 
 
 class TextCodec(codecs.Codec):
@@ -43,6 +45,8 @@ class TextCodec(codecs.Codec):
     def _loads(self, s: bytes) -> Any:
         return s.decode("utf-8", "surrogateescape")
 
+
+log = logging.getLogger("motwatch.app")
 
 codecs.register("text", TextCodec())
 
@@ -145,7 +149,17 @@ class Motwatch:
         self.deliveries = Deliveries(
             on_failure=lambda stream, exc: failures.labels(stream).inc(),
             on_settled=self.metrics.write_stalled.inc,
+            before_resend=self._restart_idempotence,
         )
+
+    def _restart_idempotence(self) -> None:
+        """Failed writes are about to be sent again: the producer's sequence starts afresh."""
+        try:
+            producer = aiokafka_producer(self.app)
+        except faust.exceptions.NotReady:
+            return
+        if restart_idempotence(producer):
+            log.info("the producer takes a new producer id, its sequence broken by failed writes")
 
     async def send(
         self,
@@ -341,4 +355,5 @@ def create_app(
 
     partitions = settings.partitions if input_partitions is None else input_partitions
     journeys.register(mw, input_topic.register(mw, partitions=partitions))
+    watch_kafka(app, mw.metrics)  # motwatch_kafka_* gauges: a probe every second
     return mw

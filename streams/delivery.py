@@ -43,17 +43,22 @@ class Deliveries:
     ``stream`` names what a record is (moments, deadletter, a changelog):
     ``on_failure(stream, error)`` hears of every failed try, for a counter
     and the log; ``on_settled(seconds)`` of how long a settle that had
-    failures waited. ``sleep`` is the pause between tries.
+    failures waited. ``before_resend()`` is called before failed writes are
+    sent again (an idempotent producer must start its sequence afresh, or the
+    broker refuses everything after the gap a failed write left).
+    ``sleep`` is the pause between tries.
     """
 
     def __init__(
         self,
         on_failure: Callable[[str, BaseException], None],
         on_settled: Callable[[float], None] = lambda seconds: None,
+        before_resend: Callable[[], object] = lambda: None,
         sleep: Callable[[float], Awaitable[None]] = asyncio.sleep,
     ) -> None:
         self.on_failure = on_failure
         self.on_settled = on_settled
+        self.before_resend = before_resend
         self.sleep = sleep
         self.unsettled: list[_Unsettled] = []
 
@@ -103,6 +108,7 @@ class Deliveries:
             failures += len(retry)
             await self.sleep(pause)
             pause = min(pause * 2, LONGEST_PAUSE_S)
+            self.before_resend()
             for u in retry:
                 await self.send(u.stream, u.attempt)
         if failures:

@@ -3,7 +3,7 @@
 Faust's public API does not reach everything the worker needs: the aiokafka
 producer under Faust's (for whole produce batches), the consumer thread, the
 offsets Faust last committed, the worker's signal handling, the way Faust
-picks a table's codecs. Each is read here,
+picks a table's codecs, the database of one partition of a table's store. Each is read here,
 by one small typed function; the methods motwatch's subclasses override
 that are private, or hooks of Faust's internals rather than extension
 points, are listed in ``OVERRIDDEN``. ``tests/streams/test_faust_internals.py``
@@ -14,14 +14,17 @@ touches their underscore names.
 
 from __future__ import annotations
 
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass
+from functools import partial
 from types import SimpleNamespace
-from typing import cast
+from typing import Any, cast
 
 import faust
 import mode
 from aiokafka import AIOKafkaProducer
+from aiokafka.producer.transaction_manager import NO_PRODUCER_EPOCH, NO_PRODUCER_ID, PidAndEpoch
+from aiokafka.util import create_future
 from faust.serializers import codecs
 from faust.transport.drivers import aiokafka as aiokafka_driver
 from faust.types import TP
@@ -33,6 +36,27 @@ def aiokafka_producer(app: faust.App) -> AIOKafkaProducer:
     Raises ``faust.exceptions.NotReady`` before the producer has started.
     """
     return cast(aiokafka_driver.Producer, app.producer)._ensure_producer()
+
+
+def restart_idempotence(producer: AIOKafkaProducer) -> bool:
+    """Give the idempotent producer a new producer id, its sequence numbers starting afresh.
+
+    aiokafka numbers a batch when it sends it, and never takes the number back:
+    after a write that failed for good (refused, or timed out in flight) the
+    broker refuses every later batch of that partition as out of order
+    (OutOfOrderSequenceNumber), for ever. Its ``TransactionManager`` keeps the
+    id (``_pid_and_epoch``), the future the sender waits on for one
+    (``_pid_waiter``) and the numbers (``_sequence_numbers``); with the id
+    unset, the sender asks the broker for a new one before its next batch.
+    Returns False when the producer is not idempotent or has no id yet.
+    """
+    manager = producer._txn_manager
+    if manager is None or manager.transactional_id is not None or not manager.has_pid():
+        return False
+    manager._pid_and_epoch = PidAndEpoch(NO_PRODUCER_ID, NO_PRODUCER_EPOCH)
+    manager._pid_waiter = create_future()
+    manager._sequence_numbers.clear()
+    return True
 
 
 def consumer_thread(consumer: object) -> aiokafka_driver.AIOKafkaConsumerThread:
@@ -82,6 +106,28 @@ def codec_type(codec: str) -> type:
         (),
         {"_options": SimpleNamespace(serializer=codec), "from_data": staticmethod(lambda data, **_: data)},
     )
+
+
+def rocksdb_partition(store: object, partition: int) -> Callable[[], Any] | None:
+    """How to get the database (a ``rocksdict.Rdict``, raw bytes in and out) Faust's RocksDB store
+    keeps one table partition in, as Faust has it at the time (``Store._db_for_partition``: opened
+    on first use, and again after a revocation let it go); None when ``store`` is not Faust's
+    RocksDB store."""
+    from faust.stores import rocksdb as faust_rocksdb
+
+    if not isinstance(store, faust_rocksdb.Store):
+        return None
+    return partial(store._db_for_partition, partition)
+
+
+def recovered_partitions(store: object) -> Mapping[Any, int] | None:
+    """The changelog partition Faust's in-memory store read each key from in its recovery
+    (``Store._key_partition``; keys written since are not in it); None for another store."""
+    from faust.stores import memory as faust_memory
+
+    if not isinstance(store, faust_memory.Store):
+        return None
+    return store._key_partition
 
 
 @dataclass(frozen=True)

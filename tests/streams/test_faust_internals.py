@@ -17,6 +17,7 @@ import os
 import signal
 from collections.abc import Mapping
 from pathlib import Path
+from types import SimpleNamespace
 from typing import Any, get_type_hints
 
 import faust
@@ -37,6 +38,9 @@ from motwatch.streams.faust_internals import (
     committed_offsets,
     consumer_thread,
     leave_group_on_stop,
+    recovered_partitions,
+    restart_idempotence,
+    rocksdb_partition,
     shutdown_signalled,
 )
 
@@ -168,10 +172,57 @@ async def test_a_consumer_leaves_its_group_on_stop_once_it_forgets_its_instance_
     assert leave_group_on_stop(app.consumer) is False  # not started: nothing to leave
 
 
+async def test_an_idempotent_producer_restarts_its_sequence_with_a_new_id() -> None:
+    """``TransactionManager._pid_and_epoch``, ``_pid_waiter``, ``_sequence_numbers``: unset, the
+    sender asks for a new id (``has_pid``/``wait_for_pid``) before it numbers the next batch."""
+    from aiokafka.structs import TopicPartition
+
+    producer = AIOKafkaProducer(bootstrap_servers="127.0.0.1:9", enable_idempotence=True)
+    manager = producer._txn_manager
+    assert restart_idempotence(producer) is False  # no id yet: nothing to restart
+    manager.set_pid_and_epoch(7, 0)
+    tp = TopicPartition("moments", 0)
+    manager.increment_sequence_number(tp, 5)
+    assert restart_idempotence(producer) is True
+    assert not manager.has_pid() and manager.sequence_number(tp) == 0
+    waiting = asyncio.ensure_future(manager.wait_for_pid())
+    await asyncio.sleep(0)
+    assert not waiting.done()
+    manager.set_pid_and_epoch(8, 0)  # what the sender does with the broker's answer
+    await waiting
+    assert manager.producer_id == 8
+    assert restart_idempotence(AIOKafkaProducer(bootstrap_servers="127.0.0.1:9")) is False
+
+
 async def test_the_producer_is_idempotent_and_waits_for_every_in_sync_replica() -> None:
     app = create_app(Settings()).app
     extra = app.producer._settings_extra()
     assert extra["acks"] == "all" and extra["enable_idempotence"] is True
+
+
+async def test_rocksdb_partition_is_the_database_faust_keeps_the_partition_in(tmp_path: Path) -> None:
+    """``Store._db_for_partition``: opens the partition's database at ``partition_path`` once, raw
+    bytes in and out, where Faust keeps the partition's persisted offset (``offset_key``) too."""
+    store = create_app(Settings(store="rocksdb://", data_dir=str(tmp_path))).journeys.data
+    database = rocksdb_partition(store, 3)
+    assert database is not None and database() is database()
+    assert Path(database().path()) == store.partition_path(3)
+    store.set_persisted_offset(TP("journeys-changelog", 3), 12)
+    assert database().get(store.offset_key) == b"12"
+    assert rocksdb_partition(create_app(Settings(data_dir=str(tmp_path))).journeys.data, 3) is None
+
+
+async def test_recovered_partitions_are_where_the_memory_store_read_each_key() -> None:
+    """``Store._key_partition``: the in-memory store's recovery notes each key's changelog partition."""
+    store = create_app(Settings()).journeys.data
+
+    def record(key: bytes, partition: int) -> SimpleNamespace:
+        message = SimpleNamespace(key=key, value=b"state", partition=partition)
+        return SimpleNamespace(key=key, value=b"state", message=message)
+
+    store.apply_changelog_batch([record(b"a", 2), record(b"b", 0)], bytes.decode, lambda v: v)
+    assert dict(recovered_partitions(store)) == {"a": 2, "b": 0}
+    assert recovered_partitions(object()) is None
 
 
 def _parameters(method: Any) -> list[tuple[str, Any]]:

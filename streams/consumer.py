@@ -30,17 +30,30 @@ from collections.abc import Coroutine, Generator, Mapping
 from typing import Any
 
 from faust.transport.drivers.aiokafka import Consumer
+from faust.types import TP
 from mode.services import WaitResults
 
-from motwatch.streams.faust_internals import consumer_thread
+from motwatch.streams.faust_internals import consumer_thread, has_position
 
 
 class PromptConsumer(Consumer):
     """Faust's aiokafka consumer, with deliveries that need not wait run without tasks, and
     seeks that lose no record.
 
-    The three methods it overrides are hooks of Faust's fetch loop and recovery, listed in
+    The methods it overrides are hooks of Faust's fetch loop and recovery, listed in
     ``streams/faust_internals.py`` (``OVERRIDDEN``) with the signatures they must keep."""
+
+    def verify_event_path(self, now: float, tp: TP) -> None:
+        """Faust's check that a partition's records flow, for partitions that have a position.
+
+        Faust reads aiokafka's position of the partition, which asserts there
+        is one; a partition assigned a moment ago has none until it is sought,
+        and a check falling in between crashed the consumer, and the worker
+        with it, in a rebalance.
+        """
+        if not has_position(self, tp):
+            return None
+        return super().verify_event_path(now, tp)
 
     async def perform_seek(self) -> None:
         """Seek every partition to where reading resumes, the flow stopped from the start.

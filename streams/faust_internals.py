@@ -24,6 +24,7 @@ import faust
 import mode
 from aiokafka import AIOKafkaProducer
 from aiokafka.producer.transaction_manager import NO_PRODUCER_EPOCH, NO_PRODUCER_ID, PidAndEpoch
+from aiokafka.structs import TopicPartition
 from aiokafka.util import create_future
 from faust.serializers import codecs
 from faust.transport.drivers import aiokafka as aiokafka_driver
@@ -79,6 +80,21 @@ def leave_group_on_stop(consumer: object) -> bool:
         return False
     coordinator._group_instance_id = None
     return True
+
+
+def has_position(consumer: object, tp: TP) -> bool:
+    """Whether aiokafka knows where it reads ``tp`` from (``TopicPartitionState.has_valid_position``,
+    reached through the consumer's ``_fetcher._subscriptions``); False for a partition not
+    assigned, or a consumer not started."""
+    client = consumer_thread(consumer)._consumer
+    if client is None:
+        return False
+    subscription = client._fetcher._subscriptions.subscription
+    assignment = subscription.assignment if subscription is not None else None
+    if assignment is None:
+        return False
+    state = assignment.state_value(TopicPartition(tp.topic, tp.partition))
+    return state is not None and state.has_valid_position
 
 
 def committed_offsets(consumer: object) -> Mapping[TP, int | None]:
@@ -161,6 +177,8 @@ OVERRIDDEN: tuple[Override, ...] = (
     # Deliveries without tasks, seeks that lose no record: public names, but hooks of Faust's
     # fetch loop and recovery rather than extension points.
     Override(aiokafka_driver.Consumer, "perform_seek", True, (), _PROMPT_CONSUMER),
+    # Faust's livelock check, which crashed on a partition without a position.
+    Override(aiokafka_driver.Consumer, "verify_event_path", False, ("now", "tp"), _PROMPT_CONSUMER),
     Override(aiokafka_driver.Consumer, "seek_to_committed", True, (), _PROMPT_CONSUMER),
     Override(aiokafka_driver.Consumer, "wait_first", True, ("coros", "timeout"), _PROMPT_CONSUMER),
 )

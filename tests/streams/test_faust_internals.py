@@ -37,6 +37,7 @@ from motwatch.streams.faust_internals import (
     codec_type,
     committed_offsets,
     consumer_thread,
+    has_position,
     leave_group_on_stop,
     recovered_partitions,
     restart_idempotence,
@@ -192,6 +193,21 @@ async def test_an_idempotent_producer_restarts_its_sequence_with_a_new_id() -> N
     await waiting
     assert manager.producer_id == 8
     assert restart_idempotence(AIOKafkaProducer(bootstrap_servers="127.0.0.1:9")) is False
+
+
+async def test_a_partition_without_a_position_is_told_apart_before_faust_reads_it() -> None:
+    """``TopicPartitionState.position`` asserts there is one (what crashed Faust's livelock check
+    in a rebalance); ``has_valid_position`` says so without; the consumer's ``_fetcher`` holds the
+    ``_subscriptions``."""
+    from aiokafka.consumer.fetcher import Fetcher
+    from aiokafka.consumer.subscription_state import TopicPartitionState
+
+    assert "assert self._position is not None" in inspect.getsource(TopicPartitionState.position.fget)
+    assert "_subscriptions" in inspect.getsource(Fetcher.__init__)
+    state = TopicPartitionState(None)
+    assert state.has_valid_position is False
+    app = create_app(Settings()).app
+    assert has_position(app.consumer, TP("motwatch.touchpoints", 0)) is False  # not started
 
 
 async def test_the_producer_is_idempotent_and_waits_for_every_in_sync_replica() -> None:

@@ -15,10 +15,11 @@ still move on.
 
 from __future__ import annotations
 
+import asyncio
 import logging
 import time
 from collections.abc import Awaitable, Callable, Iterable
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import Any
 
 from faust.types import TP
@@ -190,6 +191,8 @@ class JourneysAgent:
 
     engines: PartitionEngines
     handle: Callable[[AgentEvent], Awaitable[None]]
+    # Held while a batch is applied: partitions are given up only between batches.
+    busy: asyncio.Lock = field(default_factory=asyncio.Lock)
 
     async def process(self, batch: Iterable[AgentEvent]) -> None:
         """Handle each record, then write the changed journeys.
@@ -198,11 +201,23 @@ class JourneysAgent:
         stops mid-batch (it acks the whole batch then), so its journeys are
         written before its offsets can be committed, on every way out.
         """
-        try:
-            for event in batch:
-                await self.handle(event)
-        finally:
-            await self.engines.flush()
+        async with self.busy:
+            try:
+                for event in batch:
+                    await self.handle(event)
+            finally:
+                await self.engines.flush()
+
+    async def give_up_partitions(self) -> None:
+        """Once the batch being applied is written, forget every engine (a rebalance took partitions).
+
+        Forgotten in the middle of a batch, the rest of it rebuilt the
+        engines of partitions this worker no longer held, wrote their
+        journeys and clocks after the new owner had read them, and kept the
+        stale engines should the partitions come back.
+        """
+        async with self.busy:
+            await self.engines.forget()
 
 
 def register(mw: AgentApp, inputs: InputTopic) -> JourneysAgent:
@@ -218,7 +233,7 @@ def register(mw: AgentApp, inputs: InputTopic) -> JourneysAgent:
 
     @mw.app.on_partitions_revoked.connect
     async def _revoked(app: object, revoked: set[TP], **kwargs: Any) -> None:
-        await engines.forget()
+        await shell.give_up_partitions()
 
     send = mw.send
     metrics = mw.metrics

@@ -94,6 +94,7 @@ class PartitionEngines:
                 if partition_for_key(k, settings.partitions) == partition
             )
             self.engines[partition] = engine
+            log.info("partition %s: %d journeys indexed", partition, engine.journey_count())
         return engine
 
     def _saved_clock(self, partition: int) -> PartitionClock | None:

@@ -194,6 +194,8 @@ class JourneysAgent:
     handle: Callable[[AgentEvent], Awaitable[None]]
     # Held while a batch is applied: partitions are given up only between batches.
     busy: asyncio.Lock = field(default_factory=asyncio.Lock)
+    # From giving partitions up until new ones are assigned: records still buffered are not applied.
+    between_assignments: bool = False
 
     async def process(self, batch: Iterable[AgentEvent]) -> None:
         """Handle each record, then write the changed journeys.
@@ -203,6 +205,13 @@ class JourneysAgent:
         written before its offsets can be committed, on every way out.
         """
         async with self.busy:
+            if self.between_assignments:
+                # Their partitions are another worker's now, or will be read again from their
+                # committed offsets: applied here, they would rebuild engines of partitions given up.
+                log.info(
+                    "partitions given up: %d buffered records left for their next reader", len(list(batch))
+                )
+                return
             try:
                 for event in batch:
                     await self.handle(event)
@@ -218,6 +227,7 @@ class JourneysAgent:
         stale engines should the partitions come back.
         """
         async with self.busy:
+            self.between_assignments = True
             await self.engines.forget()
 
 
@@ -235,6 +245,10 @@ def register(mw: AgentApp, inputs: InputTopic) -> JourneysAgent:
     @mw.app.on_partitions_revoked.connect
     async def _revoked(app: object, revoked: set[TP], **kwargs: Any) -> None:
         await shell.give_up_partitions()
+
+    @mw.app.on_partitions_assigned.connect
+    async def _assigned(app: object, assigned: set[TP], **kwargs: Any) -> None:
+        shell.between_assignments = False
 
     send = mw.send
     metrics = mw.metrics

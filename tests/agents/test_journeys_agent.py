@@ -153,10 +153,18 @@ class Consumer:
 
 
 class Signal:
-    """A rebalance signal (``RebalanceSignal``): handlers connect, and are never called here."""
+    """A rebalance signal (``RebalanceSignal``): handlers connect; ``send`` calls them."""
+
+    def __init__(self) -> None:
+        self.handlers: list[Callable[..., Any]] = []
 
     def connect(self, fun: F) -> F:
+        self.handlers.append(fun)  # type: ignore[arg-type]
         return fun
+
+    async def send(self, partitions: set[TP]) -> None:
+        for handler in self.handlers:
+            await handler(None, partitions)
 
 
 def _registered(fun: F) -> F:
@@ -668,3 +676,21 @@ async def test_stored_records_that_cannot_be_read_are_set_aside_and_start_afresh
     assert (b"someone-else", None) in producer.to("journeys-changelog")  # deleted: met once only
     assert "someone-else" not in mw.journeys
     assert sorted(v for _, v in producer.to(mw.settings.moments_topic)) == sorted(v for _, v in expected)
+
+
+async def test_records_still_buffered_when_partitions_are_given_up_are_left_to_their_next_reader() -> None:
+    """Between giving partitions up and getting new ones, a batch is not applied: it would rebuild
+    engines of partitions another worker now holds and write their journeys after it read them."""
+    producer = Producer()
+    agent, mw = _agent(producer)
+    touchpoints = _batches()[0]
+    await agent.process(touchpoints[:50])
+    assert agent.engines.engines
+    await mw.app.on_partitions_revoked.send({TP("touchpoints-by-journey", 0)})
+    assert not agent.engines.engines
+    sent = len(producer.sent)
+    await agent.process(touchpoints[50:100])
+    assert not agent.engines.engines and len(producer.sent) == sent
+    await mw.app.on_partitions_assigned.send({TP("touchpoints-by-journey", 0)})
+    await agent.process(touchpoints[50:100])
+    assert agent.engines.engines and len(producer.sent) > sent

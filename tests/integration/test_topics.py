@@ -32,7 +32,7 @@ async def test_with_auto_create_off_the_worker_checks_the_topics_an_operator_mad
 ) -> None:
     env = motwatch_env(kafka_bootstrap, topic_prefix, auto_create_topics="false", partitions=2)
     needed = needed_topics(load_settings(None, environ=env))
-    assert len(needed) == 7
+    assert len(needed) == 8
 
     err = _refused(run_cli("worker", env=env, cwd=tmp_path))
     assert "auto_create_topics is false" in err

@@ -16,7 +16,7 @@ learns the topic, as a producer that has been running does.
 from __future__ import annotations
 
 import zlib
-from collections.abc import Iterable
+from collections.abc import Callable, Iterable
 
 from confluent_kafka import KafkaError, Producer
 
@@ -34,8 +34,18 @@ def crc32_partition(key: str, partitions: int) -> int:
     return zlib.crc32(key.encode()) % partitions
 
 
-def produce_with_librdkafka(bootstrap: str, topic: str, lines: Iterable[bytes], *, keyed: bool) -> int:
-    """Send every line with confluent-kafka's producer and its default partitioner; wait for the acks."""
+def produce_with_librdkafka(
+    bootstrap: str,
+    topic: str,
+    lines: Iterable[bytes],
+    *,
+    keyed: bool,
+    key_of: Callable[[int, bytes], bytes | None] | None = None,
+) -> int:
+    """Send every line with confluent-kafka's producer and its default partitioner; wait for the acks.
+
+    Keyed by journey (``keyed``), or by ``key_of(index, line)`` when given.
+    """
     # Idempotent, as Kafka's own clients are by default: a retried request cannot land after a later one,
     # so each partition keeps the order it was given the records in (a loaded machine retries).
     producer = Producer(
@@ -50,8 +60,8 @@ def produce_with_librdkafka(bootstrap: str, topic: str, lines: Iterable[bytes], 
             failures.append(error)
 
     sent = 0
-    for line in lines:
-        key = journey_key(line) if keyed else None
+    for i, line in enumerate(lines):
+        key = key_of(i, line) if key_of is not None else journey_key(line) if keyed else None
         while True:
             try:
                 producer.produce(topic, value=line, key=key, on_delivery=delivered)

@@ -23,7 +23,6 @@ from datetime import UTC, datetime
 
 import orjson
 import pytest
-from confluent_kafka import KafkaError, Producer
 from hypothesis import HealthCheck, Phase, given, settings
 from prometheus_client.parser import text_string_to_metric_families
 
@@ -33,6 +32,7 @@ from motwatch.core.engine import JourneyEngine
 from motwatch.core.validation import journey_key_of
 from motwatch.settings import Settings
 from motwatch.simulation import SimulationConfig, simulate
+from tests.clients import produce_with_librdkafka
 from tests.hostile import FAMILIES
 from tests.workers import (
     WorkerProcess,
@@ -119,32 +119,16 @@ def _in_process(lines: list[bytes], settings_: Settings) -> tuple[list[bytes], l
     return accepted, rejected, reasons
 
 
+def _mixed_key(i: int, raw: bytes) -> bytes | None:
+    """Every third record keyed by journey, every third by bytes of its own (not always UTF-8),
+    the rest not keyed."""
+    journey = journey_key_of(raw)
+    return (journey.encode() if journey else None, raw[-6:] + b"\xff", None)[i % 3]
+
+
 def _produce(bootstrap: str, topic: str, lines: list[bytes]) -> None:
-    """confluent-kafka's producer, its default partitioner: every third record keyed by journey,
-    every third by bytes of its own (not always UTF-8), the rest not keyed."""
-    producer = Producer(
-        {"bootstrap.servers": bootstrap, "acks": "all", "linger.ms": 5, "enable.idempotence": True}
-    )
-    known = producer.list_topics(topic, timeout=30).topics.get(topic)
-    assert known is not None and known.error is None and known.partitions, f"{topic} is not known"
-    failures: list[KafkaError] = []
-
-    def delivered(error: KafkaError | None, _message: object) -> None:
-        if error is not None:
-            failures.append(error)
-
-    for i, raw in enumerate(lines):
-        journey = journey_key_of(raw)
-        key = (journey.encode() if journey else None, raw[-6:] + b"\xff", None)[i % 3]
-        while True:
-            try:
-                producer.produce(topic, value=raw, key=key, on_delivery=delivered)
-                break
-            except BufferError:  # the local queue is full: let deliveries drain it
-                producer.poll(0.05)
-        producer.poll(0)
-    assert producer.flush(60) == 0, "confluent-kafka could not deliver every record"
-    assert not failures, failures[:3]
+    """confluent-kafka's producer, its default partitioner, keys mixed (``_mixed_key``)."""
+    produce_with_librdkafka(bootstrap, topic, lines, keyed=False, key_of=_mixed_key)
 
 
 def _raw_of(letter: dict) -> bytes:

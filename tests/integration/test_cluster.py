@@ -9,7 +9,6 @@ from __future__ import annotations
 
 import asyncio
 import os
-import selectors
 import signal
 import subprocess
 import sys
@@ -26,42 +25,9 @@ from motwatch.commands.worker import needed_topics, prepare_topics
 from motwatch.kafka.admin import create_topics
 from motwatch.kafka.broker import BrokerError, KafkaCluster, ensure_jars
 from motwatch.settings import Settings
-from tests.workers import read_topic, run_cli, wait_for, wait_until
+from tests.workers import children, gone, read_topic, readline_within, run_cli, wait_for, wait_until
 
 NODES = 3
-
-
-def _gone(pid: int) -> bool:
-    """True when ``pid`` no longer runs (a zombie counts as gone)."""
-    try:
-        state = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()[0]
-    except (OSError, IndexError):
-        return True
-    return state in ("Z", "X")
-
-
-def _children(pid: int) -> list[int]:
-    """Direct children of ``pid``, read from /proc."""
-    found = []
-    for entry in Path("/proc").iterdir():
-        if entry.name.isdigit():
-            try:
-                fields = (entry / "stat").read_text().rsplit(")", 1)[1].split()
-            except (OSError, IndexError):
-                continue
-            if int(fields[1]) == pid:
-                found.append(int(entry.name))
-    return found
-
-
-def _readline(proc: subprocess.Popen[bytes], timeout: float) -> bytes:
-    """One stdout line from ``proc``, failing the test instead of blocking forever."""
-    assert proc.stdout is not None
-    with selectors.DefaultSelector() as selector:
-        selector.register(proc.stdout, selectors.EVENT_READ)
-        if not selector.select(timeout):
-            pytest.fail(f"no output within {timeout}s")
-    return proc.stdout.readline()
 
 
 def _topic() -> str:
@@ -81,19 +47,19 @@ def test_broker_nodes_3_prints_one_ready_line_and_stops_every_jvm_on_sigterm(tmp
             stderr=stderr,
         )
         try:
-            line = _readline(proc, timeout=180).decode()
+            line = readline_within(proc, timeout=180).decode()
             assert line.startswith("ready ") and line.endswith("\n"), line
             addresses = line.split()[1].split(",")
             assert len(addresses) == NODES and len(set(addresses)) == NODES, line
             assert all(address.startswith("127.0.0.1:") for address in addresses), line
-            jvms = _children(proc.pid)
+            jvms = children(proc.pid)
             assert len(jvms) == NODES, jvms
 
             proc.send_signal(signal.SIGTERM)
             assert proc.wait(timeout=90) == 0
             assert proc.stdout is not None
             assert proc.stdout.read() == b""  # nothing after the one ready line
-            wait_until(lambda: all(_gone(pid) for pid in jvms), 20, f"JVMs {jvms} to exit")
+            wait_until(lambda: all(gone(pid) for pid in jvms), 20, f"JVMs {jvms} to exit")
         finally:
             if proc.poll() is None:
                 proc.kill()
@@ -139,7 +105,7 @@ def cluster() -> Iterator[KafkaCluster]:
     finally:
         pids = [node.pid for node in started.nodes]
         started.stop()
-        assert all(pid is not None and _gone(pid) for pid in pids)
+        assert all(pid is not None and gone(pid) for pid in pids)
 
 
 async def test_metadata_lists_every_node(cluster: KafkaCluster) -> None:
@@ -204,7 +170,7 @@ async def test_a_killed_leader_is_replaced_and_rejoins_the_isr(cluster: KafkaClu
         killed = cluster.node(leader)
         pid, port = killed.pid, killed.port
         cluster.kill(leader)
-        assert pid is not None and _gone(pid) and not killed.running
+        assert pid is not None and gone(pid) and not killed.running
 
         async def replaced() -> bool:
             return await cluster.leader_of(topic) not in (None, leader)
@@ -240,7 +206,7 @@ async def test_every_node_stopped_and_started_again_keeps_the_records(cluster: K
     pids = [node.pid for node in cluster.nodes]
 
     await asyncio.to_thread(cluster.stop_all)
-    assert all(pid is not None and _gone(pid) for pid in pids)
+    assert all(pid is not None and gone(pid) for pid in pids)
     assert not any(node.running for node in cluster.nodes)
     await asyncio.to_thread(cluster.start_all)
 

@@ -6,7 +6,6 @@ import asyncio
 import datetime
 import os
 import re
-import selectors
 import shutil
 import signal
 import socket
@@ -37,45 +36,7 @@ from motwatch.kafka.broker import (
 from motwatch.kafka.broker.tls import CertificateAuthority
 from motwatch.kafka.connection import wait_for_broker
 from motwatch.kafka.writer import produce_lines
-from tests.workers import wait_until
-
-
-def _gone(pid: int) -> bool:
-    """True when ``pid`` no longer runs (a zombie counts as gone)."""
-    try:
-        os.kill(pid, 0)
-    except ProcessLookupError:
-        return True
-    try:
-        state = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()[0]
-    except (OSError, IndexError):
-        return True
-    return state in ("Z", "X")
-
-
-def _children(pid: int) -> list[int]:
-    """Direct children of ``pid``, read from /proc (inspection only)."""
-    found = []
-    for entry in Path("/proc").iterdir():
-        if not entry.name.isdigit():
-            continue
-        try:
-            fields = (entry / "stat").read_text().rsplit(")", 1)[1].split()
-        except (OSError, IndexError):
-            continue
-        if int(fields[1]) == pid:
-            found.append(int(entry.name))
-    return found
-
-
-def _readline(proc: subprocess.Popen[bytes], timeout: float) -> bytes:
-    """One stdout line from ``proc``, failing the test instead of blocking forever."""
-    assert proc.stdout is not None
-    with selectors.DefaultSelector() as selector:
-        selector.register(proc.stdout, selectors.EVENT_READ)
-        if not selector.select(timeout):
-            pytest.fail(f"no output within {timeout}s")
-    return proc.stdout.readline()
+from tests.workers import children, gone, readline_within, wait_until
 
 
 def _env(**changes: str | None) -> dict[str, str]:
@@ -112,12 +73,12 @@ def test_stop_leaves_no_jvm_and_no_temp_dir() -> None:
         pid, workdir = broker.pid, broker.workdir
         assert pid is not None and workdir is not None and broker.log_path is not None
         assert broker.bootstrap == f"127.0.0.1:{broker.port}"
-        assert not _gone(pid)
+        assert not gone(pid)
         log = broker.log_path  # the listener opens a moment before this line is logged
         wait_until(lambda: "Kafka Server started" in log.read_text(), 10, "the started line", interval=0.05)
         with socket.create_connection(("127.0.0.1", broker.port), timeout=2):
             pass
-    assert _gone(pid)
+    assert gone(pid)
     assert not workdir.exists()
     assert not broker.running and broker.bootstrap is None
     broker.stop()  # idempotent
@@ -171,7 +132,7 @@ def test_early_jvm_exit_reports_log_tail() -> None:
     message = str(info.value)
     assert "exited with code" in message and "heap" in message.lower()
     assert "\n" not in message
-    assert broker.pid is not None and _gone(broker.pid)
+    assert broker.pid is not None and gone(broker.pid)
     assert broker.workdir is None
 
 
@@ -334,16 +295,16 @@ def test_foreground_broker_stops_cleanly_on_sigterm(tmp_path: Path) -> None:
         stderr=stderr,
     )
     try:
-        line = _readline(proc, timeout=60).decode()
+        line = readline_within(proc, timeout=60).decode()
         assert line.startswith("ready 127.0.0.1:") and line.endswith("\n"), line
         bootstrap = line.split()[1]
-        jvms = _children(proc.pid)
+        jvms = children(proc.pid)
         assert len(jvms) == 1, jvms
         asyncio.run(wait_for_broker(bootstrap, timeout=10))
 
         proc.send_signal(signal.SIGTERM)
         assert proc.wait(timeout=40) == 0
-        wait_until(lambda: _gone(jvms[0]), 10, f"JVM pid {jvms[0]} to exit", interval=0.05)
+        wait_until(lambda: gone(jvms[0]), 10, f"JVM pid {jvms[0]} to exit", interval=0.05)
     finally:
         if proc.poll() is None:
             proc.kill()

@@ -34,8 +34,7 @@ from aiokafka.helpers import create_ssl_context
 
 from motwatch.kafka.broker import Acl, SecureKafkaBroker, ensure_jars
 from motwatch.kafka.broker.tls import CertificateAuthority
-from tests.kafka.test_broker import _children, _gone
-from tests.workers import wait_until
+from tests.workers import children, gone, wait_until
 
 TIMEOUT = 30
 
@@ -276,7 +275,7 @@ def test_motwatch_broker_secure(tmp_path: Path) -> None:
         credentials = tomllib.loads(Path(files["credentials"]).read_text())
         assert credentials["broker"] == lines[2].split()[2]
         assert credentials["ssl_cafile"] == files["ca"]
-        jvms = _children(proc.pid)
+        jvms = children(proc.pid)
         assert len(jvms) == 1, jvms
 
         # The credentials file is all a client needs, and --grant-all gave the user its rights.
@@ -298,7 +297,7 @@ def test_motwatch_broker_secure(tmp_path: Path) -> None:
 
         proc.send_signal(signal.SIGTERM)
         assert proc.wait(timeout=40) == 0
-        wait_until(lambda: _gone(jvms[0]), 10, f"JVM pid {jvms[0]} to exit", interval=0.05)
+        wait_until(lambda: gone(jvms[0]), 10, f"JVM pid {jvms[0]} to exit", interval=0.05)
         assert not Path(files["credentials"]).exists() and not Path(files["ca"]).exists()
     finally:
         if proc.poll() is None:

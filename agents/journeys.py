@@ -31,9 +31,9 @@ from motwatch.core.deadletter import dead_letter_record, encode_dead_letter, kaf
 from motwatch.core.dispatch import Inbound, JourneyDispatch, Outcome
 from motwatch.core.engine import JourneyEngine
 from motwatch.core.journey import JourneyState, UnreadableStateError
-from motwatch.core.partitioner import partition_for_key
 from motwatch.core.records import RECORD, TICK, control_headers, header_map, tick_body
 from motwatch.core.validation import Rejection
+from motwatch.streams.partitionstore import partition_table, restore_index
 from motwatch.streams.writebehind import PackedWriteBehind, Unreadable, WriteBehind
 
 log = logging.getLogger("motwatch.journeys")
@@ -76,7 +76,8 @@ class PartitionEngines:
                 idle_advance_ms=round(settings.idle_advance_s * 1000),
             )
             store = self.stores[partition] = PackedWriteBehind(
-                self.mw.journeys,
+                # On RocksDB: the partition's own database, and the journeys' due times kept beside it.
+                partition_table(self.mw.journeys, partition, keep_due_times=settings),
                 partition,
                 self.mw.send_batch,
                 pack=JourneyState.pack,
@@ -85,14 +86,12 @@ class PartitionEngines:
                 hot=_waits_for_the_watermark,
                 unreadable=UnreadableStateError,
             )
-            self.clocks[partition] = WriteBehind(self.mw.clocks, partition, self.mw.send_batch)
+            self.clocks[partition] = WriteBehind(
+                partition_table(self.mw.clocks, partition), partition, self.mw.send_batch
+            )
             clock.learn_inputs(self.inputs())
             engine = JourneyEngine(settings, store=store, clock=clock)
-            engine.restore(
-                k
-                for k in list(self.mw.journeys.keys())
-                if partition_for_key(k, settings.partitions) == partition
-            )
+            restore_index(engine, store, partition, settings.partitions)
             self.engines[partition] = engine
             log.info("partition %s: %d journeys indexed", partition, engine.journey_count())
         return engine
@@ -100,7 +99,7 @@ class PartitionEngines:
     def _saved_clock(self, partition: int) -> PartitionClock | None:
         """The partition's clock as last saved; None if none was, or it cannot be read (then quarantined)."""
         key = str(partition)
-        saved = self.mw.clocks.get(key)
+        saved = partition_table(self.mw.clocks, partition).data.get(key, None)
         if not saved:
             return None
         try:

@@ -3,7 +3,8 @@
 Faust's public API does not reach everything the worker needs: the aiokafka
 producer under Faust's (for whole produce batches), the consumer thread, the
 offsets Faust last committed, the worker's signal handling, the way Faust
-picks a table's codecs, the database of one partition of a table's store. Each is read here,
+picks a table's codecs, the database of one partition of a RocksDB table, the
+partition the in-memory store recovered each key from. Each is read here,
 by one small typed function; the methods motwatch's subclasses override
 that are private, or hooks of Faust's internals rather than extension
 points, are listed in ``OVERRIDDEN``. ``tests/streams/test_faust_internals.py``

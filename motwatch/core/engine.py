@@ -14,7 +14,7 @@ agree moment for moment.
 from __future__ import annotations
 
 from collections import Counter
-from collections.abc import Iterable, Iterator, MutableMapping
+from collections.abc import Iterable, Iterator, Mapping, MutableMapping
 from dataclasses import dataclass, field
 from typing import Any, Literal
 
@@ -168,18 +168,36 @@ class JourneyEngine:
         self.clock.advance_to(watermark_ms)
         return self._run_due(self._new_step())
 
-    def restore(self, keys: Iterable[str] | None = None) -> None:
+    def restore(self, keys: Iterable[str] | None = None, known: Mapping[str, int] | None = None) -> None:
         """Rebuild the in-memory timer index from stored journeys, after a restart or a rebalance.
 
-        The clock itself is restored by whoever persisted it (its snapshot).
+        ``keys``: the journeys to read (default: every one in the store);
+        ``known``: journeys whose due time was kept beside the store (what
+        :meth:`due_time` said when their state, unchanged since, was stored):
+        indexed as they were, without reading their states. The clock itself
+        is restored by whoever persisted it (its snapshot).
         """
         self._due = DueTimes(self.clock.watermark_ms)
+        if known:
+            schedule = self._due.schedule
+            for key, due in known.items():
+                schedule(key, due)
         for key in list(self.store.keys()) if keys is None else keys:
+            if known and key in known:
+                continue
             state = self.store.get(key)
             if state is not None:
                 # The index keeps the store's own key, not an equal string read from the state.
                 state.key = key
                 self._schedule(state)
+
+    def due_time(self, key: str) -> int | None:
+        """When the journey ``key`` next needs the engine, as the timer index has it (None: not indexed).
+
+        Kept beside a persistent store with the state it was computed for, it
+        lets :meth:`restore` index that journey again without reading it.
+        """
+        return self._due.get(key)
 
     def _new_step(self) -> Step:
         step = Step()

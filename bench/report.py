@@ -12,7 +12,11 @@ TARGETS = {
     "latency_p99_ms": 100,
     # A reached target is raised, not celebrated.
     "memory_bytes_per_journey": 512,
+    # Seconds from kill -9 of a worker holding a million journeys to its successor's first moment.
+    "resume_after_kill_s": 10,
 }
+# The size the resume target is for.
+RESUME_TARGET_JOURNEYS = 1_000_000
 
 
 def _get(d: Any, *path: str) -> Any:
@@ -76,6 +80,14 @@ def evaluate(result: dict[str, Any]) -> None:
             "basis": "events / worker CPU seconds of the 1-worker run (CPU-bound), capped by the broker's "
             "events per CPU second",
         }
+    resumes = {
+        (p["store"], p["journeys"]): p.get("seconds") for p in (f.get("recovery") or {}).get("points", [])
+    }
+    for (store, n), seconds in resumes.items():
+        if store != "memory://":
+            ratios[f"resume_{store.split(':')[0]}_to_memory_{n}"] = _ratio(
+                seconds, resumes.get(("memory://", n))
+            )
     result["ratios"] = ratios
     lat = f.get("latency") or {}
     mem_values = [v for v in points.values() if v is not None]
@@ -90,6 +102,9 @@ def evaluate(result: dict[str, Any]) -> None:
         "latency_p99_ms": _target(lat.get("p99_ms"), TARGETS["latency_p99_ms"], "<="),
         "memory_bytes_per_journey": _target(
             max(mem_values) if mem_values else None, TARGETS["memory_bytes_per_journey"], "<="
+        ),
+        "resume_after_kill_s": _target(
+            resumes.get(("rocksdb://", RESUME_TARGET_JOURNEYS)), TARGETS["resume_after_kill_s"], "<="
         ),
     }
 
@@ -198,6 +213,23 @@ def table(result: dict[str, Any], previous: dict[str, Any] | None = None) -> str
             f"RSS {_n(point['rss_kib'] / 1024)} MiB vs {_n(mem.get('rss_empty_kib', 0) / 1024)} MiB empty",
             _mark(_target(point.get("bytes_per_journey"), TARGETS["memory_bytes_per_journey"], "<=")),
         )
+    for point in (f.get("recovery") or {}).get("points", []):
+        store, n = point["store"], point["journeys"]
+        kind = store.split(":")[0]
+        baseline = (
+            "baseline" if kind == "memory" else f"{_n(r.get(f'resume_{kind}_to_memory_{n}'))}× memory://"
+        )
+        read = point.get("changelog_records_read")
+        row(
+            f"resume after kill -9, {store}, {_n(n)} journeys (→ first new moment)",
+            _n(point.get("seconds"), " s"),
+            f"{baseline}; read {_n(read)} of {_n(point.get('changelog_records'))} changelog records, "
+            f"{_n(point.get('states_read'))} states; ready at {_n(point.get('ready_s'))} s",
+            _mark(t.get("resume_after_kill_s"))
+            if store == "rocksdb://" and n == RESUME_TARGET_JOURNEYS
+            else "",
+            _prev_point(previous, store, n, point.get("seconds")),
+        )
     if e2e.get("bytes_per_journey_live"):
         row(
             f"memory per active journey, live e2e ({_n(_get(e2e, 'active_journeys', 'journeys'))} journeys)",
@@ -237,6 +269,14 @@ def table(result: dict[str, Any], previous: dict[str, Any] | None = None) -> str
     for name, error in result.get("errors", {}).items():
         out.append(f"! {name}: {error}")
     return "\n".join(out)
+
+
+def _prev_point(previous: dict[str, Any] | None, store: str, n: int, now: float | None) -> str:
+    """The ratio to the same resume point of the previous result, if it has one."""
+    for point in _get(previous, "figures", "recovery", "points") or []:
+        if point.get("store") == store and point.get("journeys") == n and point.get("seconds") and now:
+            return f"{now / point['seconds']:.2f}× prev"
+    return ""
 
 
 def _disagreement(e2e: dict[str, Any]) -> str:

@@ -28,7 +28,7 @@ from typing import Any
 if __package__ in (None, ""):  # ``python bench/run.py``
     sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
-from bench import data, e2e, latency, memory, report
+from bench import data, e2e, latency, memory, recovery, report
 from bench.common import (
     PYTHON,
     REPO,
@@ -58,6 +58,8 @@ class Plan:
     latency_warmup_s: float
     probes_per_s: float
     memory_sizes: tuple[int, ...]
+    # Resume after kill -9: journeys held by the killed worker.
+    recovery_sizes: tuple[int, ...]
     scaling_partitions: int
     scaling_timeout_s: float
     figures: tuple[str, ...]
@@ -76,9 +78,10 @@ FULL = Plan(
     latency_warmup_s=5,
     probes_per_s=20,
     memory_sizes=(100_000, 1_000_000),
+    recovery_sizes=(100_000, 1_000_000),
     scaling_partitions=8,
     scaling_timeout_s=10 * 60,
-    figures=("core", "raw_client", "naive_faust", "e2e", "latency", "memory", "scaling"),
+    figures=("core", "raw_client", "naive_faust", "e2e", "latency", "memory", "recovery", "scaling"),
 )
 QUICK = Plan(
     mode="quick",
@@ -91,9 +94,10 @@ QUICK = Plan(
     latency_warmup_s=0,
     probes_per_s=0,
     memory_sizes=(),
+    recovery_sizes=(10_000,),
     scaling_partitions=8,
     scaling_timeout_s=0,
-    figures=("core", "raw_client", "naive_faust", "e2e"),
+    figures=("core", "raw_client", "naive_faust", "e2e", "recovery"),
 )
 # Every figure at toy sizes: checks that each measurement still runs (a few minutes), not a result.
 SMOKE = replace(
@@ -104,6 +108,7 @@ SMOKE = replace(
     latency_warmup_s=2,
     probes_per_s=10,
     memory_sizes=(1_000, 5_000),
+    recovery_sizes=(1_000,),
     scaling_timeout_s=120,
     figures=FULL.figures,
 )
@@ -319,10 +324,15 @@ def _measure(run: Run, plan: Plan, big: Path, big_meta: dict, small: Path, small
 
     # Core only, first: the file, one core, nothing else running but the idle broker.
     core_args = [str(big)]
-    if "memory" in plan.figures:
+    if "memory" in plan.figures or "recovery" in plan.figures:
         core_args += ["--states-out", str(states)]
     core = run.step("core", lambda: run_json("bench.core", core_args, timeout=3600, cpu=_one_cpu()))
     expected = core["moments"] if core else None
+    if "core" not in plan.figures and ("memory" in plan.figures or "recovery" in plan.figures):
+        # The journey states those figures load, without the core's figure (``--only``).
+        run.step(
+            "_states", lambda: run_json("bench.core", [str(big), "--states-out", str(states)], timeout=3600)
+        )
 
     # The end-to-end topic, pre-filled once; the raw client and naive Faust read it too.
     prefill = run.step("_prefill", lambda: asyncio.run(e2e.prefill(run.bootstrap, prefix, big, p)))
@@ -391,6 +401,19 @@ def _measure(run: Run, plan: Plan, big: Path, big_meta: dict, small: Path, small
                 lambda: asyncio.run(
                     memory.measure(
                         run.bootstrap, states, run.workdir / "memory", list(plan.memory_sizes), p, run.run_id
+                    )
+                ),
+            )
+
+    if "recovery" in plan.figures:
+        if not states.exists():
+            run.errors["recovery"] = "no journey states (the core run failed)"
+        else:
+            run.step(
+                "recovery",
+                lambda: asyncio.run(
+                    recovery.measure(
+                        run.bootstrap, states, run.workdir / "recovery", list(plan.recovery_sizes), run.run_id
                     )
                 ),
             )

@@ -24,6 +24,7 @@ from faust.types.tuples import RecordMetadata as FaustRecordMetadata
 
 from motwatch.kafka.security import Endpoint, endpoint_of
 from motwatch.settings import Settings
+from motwatch.streams.assignor import RejoiningAssignor
 from motwatch.streams.consumer import PromptConsumer
 from motwatch.streams.delivery import Deliveries
 from motwatch.streams.faust_internals import aiokafka_producer, codec_type, restart_idempotence
@@ -329,6 +330,8 @@ def create_app(
         web_graph_enabled=False,
         web_router_enabled=False,
         stream_wait_empty=False,
+        # A static member restarted with another web port takes its assignment back (streams/assignor.py).
+        PartitionAssignor=RejoiningAssignor,
     )
     # Records reach the streams without four tasks each (streams/consumer.py).
     app.transport.Consumer = PromptConsumer

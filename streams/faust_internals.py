@@ -27,6 +27,7 @@ from aiokafka import AIOKafkaProducer
 from aiokafka.producer.transaction_manager import NO_PRODUCER_EPOCH, NO_PRODUCER_ID, PidAndEpoch
 from aiokafka.structs import TopicPartition
 from aiokafka.util import create_future
+from faust.assignor import PartitionAssignor
 from faust.serializers import codecs
 from faust.transport.drivers import aiokafka as aiokafka_driver
 from faust.types import TP
@@ -164,6 +165,7 @@ class Override:
 
 
 _PROMPT_CONSUMER = "motwatch.streams.consumer:PromptConsumer"
+_REJOINING_ASSIGNOR = "motwatch.streams.assignor:RejoiningAssignor"
 
 OVERRIDDEN: tuple[Override, ...] = (
     # An idempotent producer that waits for every in-sync replica, outside transactions too.
@@ -182,4 +184,6 @@ OVERRIDDEN: tuple[Override, ...] = (
     Override(aiokafka_driver.Consumer, "verify_event_path", False, ("now", "tp"), _PROMPT_CONSUMER),
     Override(aiokafka_driver.Consumer, "seek_to_committed", True, (), _PROMPT_CONSUMER),
     Override(aiokafka_driver.Consumer, "wait_first", True, ("coros", "timeout"), _PROMPT_CONSUMER),
+    # A static member's assignment, taken back under another web address.
+    Override(PartitionAssignor, "on_assignment", False, ("assignment",), _REJOINING_ASSIGNOR),
 )

@@ -25,6 +25,7 @@ the clear.
 from __future__ import annotations
 
 import asyncio
+import logging
 import types
 from collections.abc import Coroutine, Generator, Mapping
 from typing import Any
@@ -33,7 +34,15 @@ from faust.transport.drivers.aiokafka import Consumer
 from faust.types import TP
 from mode.services import WaitResults
 
-from motwatch.streams.faust_internals import consumer_thread, has_position
+from motwatch.streams.committed import committed_offsets
+from motwatch.streams.faust_internals import (
+    aiokafka_consumer,
+    consumer_thread,
+    group_coordinator,
+    has_position,
+)
+
+log = logging.getLogger("motwatch.consumer")
 
 
 class PromptConsumer(Consumer):
@@ -71,15 +80,41 @@ class PromptConsumer(Consumer):
                 self.resume_flow()
             raise
 
-    async def seek_to_committed(self) -> Mapping[Any, int]:
+    async def seek_to_committed(self) -> Mapping[Any, int | None]:
         """Seek each assigned partition to its committed offset, and one with none to its first
-        record (the worker reads from the earliest); the committed offsets, as Faust's."""
-        committed = await super().seek_to_committed()
+        record (the worker reads from the earliest); the committed offsets, as Faust's.
+
+        aiokafka takes the group coordinator's error for "nothing committed"
+        (``streams/committed.py``): each partition it found nothing for is
+        asked again, of a coordinator that answers without error, before it
+        is read from its first record.
+        """
+        committed = dict(await super().seek_to_committed())
         changelogs = self.app.tables.changelog_topics
-        unsought = [tp for tp, offset in committed.items() if not offset and tp.topic not in changelogs]
-        if unsought:
-            await consumer_thread(self).seek_to_beginning(*unsought)
+        doubtful = [tp for tp, offset in committed.items() if not offset and tp.topic not in changelogs]
+        if doubtful:
+            # In the consumer's thread, where aiokafka's consumer runs.
+            committed.update(await consumer_thread(self).call_thread(self._seek_for_certain, doubtful))
         return committed
+
+    async def _seek_for_certain(self, doubtful: list[Any]) -> dict[Any, int]:
+        """Seek each of ``doubtful`` to the offset the group has committed, asked again; one with
+        none to its first record. The offsets found."""
+        client = aiokafka_consumer(self)
+        confirmed = await committed_offsets(group_coordinator(self), doubtful)
+        found = {tp: offset for tp, offset in confirmed.items() if offset}
+        if found:
+            log.warning(
+                "asked again, the group coordinator has committed offsets for %s: read from there, "
+                "not from their first records",
+                ", ".join(f"{tp.topic}[{tp.partition}]@{offset}" for tp, offset in sorted(found.items())),
+            )
+            for tp, offset in found.items():
+                client.seek(tp, offset)
+        unsought = [tp for tp in doubtful if tp not in found]
+        if unsought:
+            await client.seek_to_beginning(*unsought)
+        return found
 
     async def wait_first(self, *coros: Any, timeout: Any = None) -> WaitResults:
         first = coros[0] if coros else None

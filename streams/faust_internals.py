@@ -67,6 +67,24 @@ def consumer_thread(consumer: object) -> aiokafka_driver.AIOKafkaConsumerThread:
     return cast(aiokafka_driver.AIOKafkaConsumerThread, cast(aiokafka_driver.Consumer, consumer)._thread)
 
 
+def aiokafka_consumer(consumer: object) -> Any:
+    """aiokafka's consumer under Faust's (``AIOKafkaConsumerThread._ensure_consumer``: raises if it
+    has not started)."""
+    return consumer_thread(consumer)._ensure_consumer()
+
+
+def group_coordinator(consumer: object) -> Any:
+    """aiokafka's ``GroupCoordinator`` of the consumer (``AIOKafkaConsumer._coordinator``), which
+    ``streams/committed.py`` asks for the group's committed offsets; the consumer must be started."""
+    return aiokafka_consumer(consumer)._coordinator
+
+
+async def ask_coordinator(coordinator: Any, request: Any) -> Any:
+    """Send ``request`` to the group coordinator aiokafka's ``GroupCoordinator`` knows
+    (``_send_req``: raises if it knows none, and forgets one a send to fails)."""
+    return await coordinator._send_req(request)
+
+
 def leave_group_on_stop(consumer: object) -> bool:
     """Make the consumer leave its group when it stops, static member though it is.
 

@@ -7,6 +7,7 @@ import inspect
 from typing import Any
 
 import pytest
+from aiokafka.protocol.commit import OffsetFetchResponse_v3
 from aiokafka.structs import ConsumerRecord
 from faust.types import TP
 
@@ -117,14 +118,23 @@ async def test_a_stopped_consumer_reports_stopped_as_faust_does() -> None:
 
 
 class ScriptedThread:
-    """The consumer thread's seeks, scripted: committed offsets given, seeks recorded."""
+    """The consumer thread's seeks, scripted: committed offsets given (what aiokafka found, and
+    what the group coordinator answers when asked again), seeks recorded."""
 
-    def __init__(self, committed: dict[Any, int | None], pause: asyncio.Event | None = None) -> None:
+    def __init__(
+        self,
+        committed: dict[Any, int | None],
+        pause: asyncio.Event | None = None,
+        asked_again: dict[Any, int] | None = None,
+    ) -> None:
         self.committed = committed
         self.pause = pause
+        self.asked_again = asked_again or {}
         self.to_beginning: list[Any] = []
+        self.sought: dict[Any, int] = {}
         # Set once a seek has reached the thread.
         self.seeking = asyncio.Event()
+        self._coordinator = self
 
     async def seek_to_committed(self) -> dict[Any, int | None]:
         self.seeking.set()
@@ -134,6 +144,26 @@ class ScriptedThread:
 
     async def seek_to_beginning(self, *partitions: Any) -> None:
         self.to_beginning.extend(partitions)
+
+    def seek(self, tp: Any, offset: int) -> None:
+        self.sought[tp] = offset
+
+    async def call_thread(self, fun: Any, *args: Any) -> Any:
+        return await fun(*args)
+
+    def _ensure_consumer(self) -> ScriptedThread:
+        return self  # aiokafka's consumer: its seeks and its group coordinator, scripted here too
+
+    # The group coordinator, asked again for what aiokafka found nothing committed for.
+    group_id = "motwatch"
+
+    async def ensure_coordinator_known(self) -> None:
+        return None
+
+    async def _send_req(self, request: Any) -> Any:
+        (topic, partitions), *_ = vars(request)["_partitions"]
+        answers = [(p, self.asked_again.get(TP(topic, p), -1), "", 0) for p in partitions]
+        return OffsetFetchResponse_v3(0, [(topic, answers)], 0)
 
 
 class ScriptedFetches(PromptConsumer):
@@ -180,6 +210,19 @@ async def test_a_partition_with_no_committed_offset_is_sought_to_its_first_recor
     # The consumer's own app has the same tables as the one the changelog names came from.
     assert await consumer.seek_to_committed() == committed
     assert sorted(thread.to_beginning) == [TP("touchpoints", 0), TP("touchpoints", 1)]
+    assert thread.sought == {}
+
+
+async def test_a_partition_aiokafka_found_nothing_committed_for_is_asked_again() -> None:
+    """A coordinator that moved answers with an error aiokafka takes for "nothing committed": the
+    partitions asked again start at their committed offsets, not at their first records."""
+    committed = {TP("touchpoints", 0): None, TP("touchpoints", 1): None, TP("touchpoints", 2): 7}
+    thread = ScriptedThread(committed, asked_again={TP("touchpoints", 0): 812})
+    consumer = scripted([], thread)
+    got = await consumer.seek_to_committed()
+    assert got == {TP("touchpoints", 0): 812, TP("touchpoints", 1): None, TP("touchpoints", 2): 7}
+    assert thread.sought == {TP("touchpoints", 0): 812}
+    assert thread.to_beginning == [TP("touchpoints", 1)]
 
 
 async def test_nothing_is_handed_out_from_when_a_seek_begins_until_faust_resumes_the_flow() -> None:

@@ -9,7 +9,7 @@ set -u
 python="$1"
 shift
 work=$(mktemp -d)
-"$python" -m pytest -q -p no:cacheprovider --basetemp="$work/tmp" -m faults "$@" >"$work/faults.log" 2>&1 &
+"$python" -m pytest -q -p no:cacheprovider --basetemp="$work/tmp" -m faults --durations=10 "$@" >"$work/faults.log" 2>&1 &
 faults=$!
 stop_faults() {
 	kill -TERM "$faults" 2>/dev/null
@@ -18,7 +18,7 @@ stop_faults() {
 	exit 130
 }
 trap stop_faults INT TERM
-"$python" -m pytest -q -p no:cacheprovider -m "not faults" "$@"
+"$python" -m pytest -q -p no:cacheprovider -m "not faults" --durations=20 "$@"
 rest=$?
 wait "$faults"
 fault=$?

@@ -243,6 +243,30 @@ DEFAULT_OWNERS: dict[str, str] = {
 }
 
 
+class MappingRule(_Strict):
+    """A shop's own vendor event name as a touchpoint: its type, channel and where its properties come from.
+
+    Checked against the event types and channels where the adapters read it
+    (``motwatch/adapters/mapping.py``); ``channel`` empty: the type's usual channel.
+    """
+
+    type: str = Field(min_length=1)
+    channel: str = ""
+    # Touchpoint property <- the vendor's property (a dotted path), or a list of them: the first present.
+    properties: dict[str, str | list[str]] = Field(default_factory=dict)
+    # Touchpoint property = this value, whatever the vendor sent.
+    fixed: dict[str, str | int | float | bool] = Field(default_factory=dict)
+
+
+class VendorMappings(_Strict):
+    """Per vendor, event names beyond the adapters' built-in table; an entry here wins over a built-in one."""
+
+    segment: dict[str, MappingRule] = Field(default_factory=dict)
+    snowplow: dict[str, MappingRule] = Field(default_factory=dict)
+    ga4: dict[str, MappingRule] = Field(default_factory=dict)
+    cloudevents: dict[str, MappingRule] = Field(default_factory=dict)
+
+
 class Settings(_Strict):
     """Everything a worker, a replay or an offline run is configured by."""
 
@@ -303,6 +327,7 @@ class Settings(_Strict):
     owners: dict[str, str] = Field(default_factory=lambda: dict(DEFAULT_OWNERS))
     default_owner: str = "customer_experience"
     classification: list[ClassificationRule] = Field(default_factory=lambda: list(DEFAULT_RULES))
+    mapping: VendorMappings = VendorMappings()
 
     @field_validator("topic_prefix")
     @classmethod

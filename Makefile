@@ -11,11 +11,15 @@ STAMP  := $(VENV)/.installed
 
 install: $(STAMP)
 
+# setuptools says, on every editable install, that folders named like the package may take
+# precedence on imports: here they are the package (streams/ and agents/ map into it on purpose).
+EDITABLE := PYTHONWARNINGS="ignore:Editable installation"
+
 $(STAMP): pyproject.toml
 	@$(PYTHON) -c 'import sys; sys.exit(0 if sys.version_info >= (3, 11) else "motwatch needs Python 3.11 or newer (found " + sys.version.split()[0] + ")")'
 	$(PYTHON) -m venv $(VENV)
 	$(BIN)/python -m pip install -q --upgrade pip
-	$(BIN)/python -m pip install -q -e '.[test]'
+	$(EDITABLE) $(BIN)/python -m pip install -q -e '.[test]'
 	@touch $(STAMP)
 
 # The broker's jars are fetched once into ~/.cache/motwatch (or $$MOTWATCH_CACHE_DIR).
@@ -62,7 +66,7 @@ broker: install jars
 BENCH_STAMP := $(VENV)/.bench-installed
 
 $(BENCH_STAMP): $(STAMP)
-	$(BIN)/python -m pip install -q -e '.[test,bench]'
+	$(EDITABLE) $(BIN)/python -m pip install -q -e '.[test,bench]'
 	@touch $(BENCH_STAMP)
 
 bench: install jars $(BENCH_STAMP)

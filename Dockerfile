@@ -8,13 +8,14 @@ ENV PYTHONDONTWRITEBYTECODE=1 \
     PIP_DISABLE_PIP_VERSION_CHECK=1 \
     PIP_ROOT_USER_ACTION=ignore
 
-# Install from a scratch copy of the sources (pyproject maps streams/ and agents/
-# into the motwatch package), then drop it: only the installed package remains.
+# Install from a scratch copy of the sources (pyproject maps streams/, agents/ and
+# tracker/ into the motwatch package), then drop it: only the installed package remains.
 WORKDIR /src
 COPY pyproject.toml README.md ./
 COPY motwatch/ motwatch/
 COPY streams/ streams/
 COPY agents/ agents/
+COPY tracker/ tracker/
 RUN pip install . && rm -rf /src
 
 # The worker's working directory: ./config/motwatch.toml is read from here, and

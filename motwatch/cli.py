@@ -12,6 +12,7 @@ from collections.abc import Sequence
 
 from motwatch.commands import (
     broker,
+    collect,
     demo,
     detect,
     evaluate,
@@ -29,7 +30,20 @@ from motwatch.kafka.connection import TransportError
 from motwatch.settings import ConfigError
 
 # In the order ``motwatch --help`` lists them.
-COMMANDS = (worker, produce, record, replay, simulate, evaluate, broker, demo, status, detect, schema)
+COMMANDS = (
+    worker,
+    collect,
+    produce,
+    record,
+    replay,
+    simulate,
+    evaluate,
+    broker,
+    demo,
+    status,
+    detect,
+    schema,
+)
 
 
 def build_parser() -> ArgumentParser:

@@ -267,6 +267,9 @@ class VendorMappings(_Strict):
     cloudevents: dict[str, MappingRule] = Field(default_factory=dict)
 
 
+_KEY_CHARACTERS = frozenset("abcdefghijklmnopqrstuvwxyzABCDEFGHIJKLMNOPQRSTUVWXYZ0123456789._~-")
+
+
 class Settings(_Strict):
     """Everything a worker, a replay or an offline run is configured by."""
 
@@ -291,6 +294,12 @@ class Settings(_Strict):
     app_id: str = Field(default="motwatch", min_length=1)
     web_port: int = Field(default=6066, ge=0, le=65535)
     web_bind: str = "127.0.0.1"
+    # The HTTP collector (motwatch collect): where it listens, the write keys a sender must give
+    # (MOTWATCH_WRITE_KEYS=k1,k2), and the web origins whose pages may read its answers ("*": any).
+    collector_port: int = Field(default=8088, ge=0, le=65535)
+    collector_bind: str = "127.0.0.1"
+    write_keys: list[SecretStr] = Field(default_factory=list)
+    cors_origins: list[str] = Field(default_factory=list)
     store: str = "memory://"
     # Where the worker keeps local files (table stores): one folder per app id inside.
     data_dir: str = ".motwatch-data"
@@ -328,6 +337,23 @@ class Settings(_Strict):
     default_owner: str = "customer_experience"
     classification: list[ClassificationRule] = Field(default_factory=lambda: list(DEFAULT_RULES))
     mapping: VendorMappings = VendorMappings()
+
+    @field_validator("write_keys", "cors_origins", mode="before")
+    @classmethod
+    def _comma_separated(cls, value: Any) -> Any:
+        """A list, or one string of comma-separated items (as ``MOTWATCH_WRITE_KEYS=k1,k2`` gives)."""
+        if isinstance(value, str | int | float) and not isinstance(value, bool):
+            return [item.strip() for item in str(value).split(",") if item.strip()]
+        return value
+
+    @field_validator("write_keys")
+    @classmethod
+    def _keys_are_tokens(cls, keys: list[SecretStr]) -> list[SecretStr]:
+        for key in keys:
+            text = key.get_secret_value()
+            if len(text) < 8 or not set(text) <= _KEY_CHARACTERS:
+                raise ValueError("each write key needs 8 or more letters, digits, '.', '_', '~' or '-'")
+        return keys
 
     @field_validator("topic_prefix")
     @classmethod

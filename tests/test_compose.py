@@ -505,6 +505,7 @@ def check_dockerfile(dockerfile: Path, context: Path, pyproject: dict[str, Any])
         for file in sorted((context / directory).rglob("*")):
             rel = file.relative_to(context).as_posix()
             wanted = file.suffix in (".py", ".json", ".toml", ".xml", ".properties")
+            wanted = wanted and "node_modules" not in file.parts  # npm's dev tools (tracker/): not packaged
             if wanted and file.is_file() and dockerignore_excludes(ignore, rel):
                 problems.append(f".dockerignore leaves out {rel}, which the package needs")
     return problems
@@ -1266,7 +1267,7 @@ def test_kafka_check_catches_inconsistent_listeners(compose: dict[str, Any]) -> 
 def test_dockerfile_check_catches_a_missing_copy(tmp_path: Path, pyproject: dict[str, Any]) -> None:
     for name in ("pyproject.toml", "README.md", "Dockerfile"):
         (tmp_path / name).write_text((REPO / name).read_text(encoding="utf-8"), encoding="utf-8")
-    for name in ("motwatch", "streams", "agents", "config"):
+    for name in ("motwatch", "streams", "agents", "tracker", "config"):
         (tmp_path / name).mkdir()
         (tmp_path / name / "x.py").write_text("", encoding="utf-8")
     assert check_dockerfile(tmp_path / "Dockerfile", tmp_path, pyproject) == []

@@ -22,6 +22,7 @@ pytestmark = pytest.mark.external
 
 COMMANDS = (
     "worker",
+    "collect",
     "produce",
     "record",
     "replay",

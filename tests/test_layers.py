@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import importlib.util
+import re
 import shutil
 from pathlib import Path
 
@@ -85,5 +86,6 @@ def test_a_forbidden_import_breaks_a_contract(
         source.write(f"\n{statement}  # noqa\n")
     done = lint_imports.check(tmp_path)
     assert done.returncode == 1, done.stdout
-    assert "1 broken" in done.stdout
+    # A layer that imports the offending one breaks its own contract too (the adapters import the core).
+    assert re.search(r"\b[1-9]\d* broken", done.stdout), done.stdout
     assert f"{importer} -> {imported}" in done.stdout

@@ -88,6 +88,13 @@ def evaluate(result: dict[str, Any]) -> None:
             ratios[f"resume_{store.split(':')[0]}_to_memory_{n}"] = _ratio(
                 seconds, resumes.get(("memory://", n))
             )
+    col = f.get("collector") or {}
+    ratios["collector_to_raw_producer"] = _ratio(
+        col.get("events_per_s"), _get(col, "raw_producer", "events_per_s")
+    )
+    ratios["collector_p99_to_raw_producer_p99"] = _ratio(
+        col.get("p99_ms"), _get(col, "raw_producer", "p99_ms")
+    )
     result["ratios"] = ratios
     lat = f.get("latency") or {}
     mem_values = [v for v in points.values() if v is not None]
@@ -251,6 +258,26 @@ def table(result: dict[str, Any], previous: dict[str, Any] | None = None) -> str
             _n(two.get("events_per_s"), f" {ev}"),
             f"{_n(r.get('scaling_2_to_1'))}× 1 worker; CPU {shares} cores",
             f"separate machines: ~{_n(pred.get('two_workers_separate_machines'))} {ev} predicted",
+        )
+    col = f.get("collector") or {}
+    if col:
+        raw_producer = col.get("raw_producer") or {}
+        shape = f"{col.get('batch_size')}-event batches, {col.get('clients')} clients"
+        row(
+            f"raw producer ceiling (aiokafka, idempotent, acks=all; {shape})",
+            f"{_n(raw_producer.get('events_per_s'), f' {ev}')}, p99 {_n(raw_producer.get('p99_ms'))} ms",
+            "baseline",
+            prev=_prev(
+                previous, "collector", "raw_producer", "events_per_s", now=raw_producer.get("events_per_s")
+            ),
+        )
+        row(
+            f"collector: POST /v1/batch → Kafka ({shape}, {_n(col.get('events'))} events)",
+            f"{_n(col.get('events_per_s'), f' {ev}')}, p99 {_n(col.get('p99_ms'))} ms",
+            f"{_n(r.get('collector_to_raw_producer'))}× raw producer; p99 "
+            f"{_n(r.get('collector_p99_to_raw_producer_p99'))}× its; collector CPU "
+            f"{_n(_get(col, 'collector', 'collector_cpu_share'))} core",
+            prev=_prev(previous, "collector", "events_per_s", now=col.get("events_per_s")),
         )
     header = ("figure", "value", "vs baseline (same run)", "target", "vs previous")
     widths = [max(len(x[i]) for x in [header, *rows]) for i in range(5)]

@@ -28,7 +28,7 @@ from typing import Any
 if __package__ in (None, ""):  # ``python bench/run.py``
     sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
-from bench import data, e2e, latency, memory, recovery, report
+from bench import collector, data, e2e, latency, memory, recovery, report
 from bench.common import (
     PYTHON,
     REPO,
@@ -63,6 +63,9 @@ class Plan:
     scaling_partitions: int
     scaling_timeout_s: float
     figures: tuple[str, ...]
+    # The collector: events posted through /v1/batch (of the small file), by this many concurrent clients.
+    collector_events: int
+    collector_clients: int
 
 
 # The issue fixes the end-to-end topic (>= 1,000,000 events of 100,000 journeys: the
@@ -81,7 +84,19 @@ FULL = Plan(
     recovery_sizes=(100_000, 1_000_000),
     scaling_partitions=8,
     scaling_timeout_s=10 * 60,
-    figures=("core", "raw_client", "naive_faust", "e2e", "latency", "memory", "recovery", "scaling"),
+    figures=(
+        "core",
+        "raw_client",
+        "naive_faust",
+        "e2e",
+        "latency",
+        "memory",
+        "recovery",
+        "scaling",
+        "collector",
+    ),
+    collector_events=100_000,
+    collector_clients=8,
 )
 QUICK = Plan(
     mode="quick",
@@ -97,7 +112,9 @@ QUICK = Plan(
     recovery_sizes=(10_000,),
     scaling_partitions=8,
     scaling_timeout_s=0,
-    figures=("core", "raw_client", "naive_faust", "e2e", "recovery"),
+    figures=("core", "raw_client", "naive_faust", "e2e", "recovery", "collector"),
+    collector_events=10_000,
+    collector_clients=4,
 )
 # Every figure at toy sizes: checks that each measurement still runs (a few minutes), not a result.
 SMOKE = replace(
@@ -332,6 +349,24 @@ def _measure(run: Run, plan: Plan, big: Path, big_meta: dict, small: Path, small
         # The journey states those figures load, without the core's figure (``--only``).
         run.step(
             "_states", lambda: run_json("bench.core", [str(big), "--states-out", str(states)], timeout=3600)
+        )
+
+    if "collector" in plan.figures:
+        run.step(
+            "collector",
+            lambda: asyncio.run(
+                collector.measure(
+                    run.bootstrap,
+                    small,
+                    run.workdir / "collector",
+                    run_id=run.run_id,
+                    events=plan.collector_events,
+                    batch_size=100,
+                    clients=plan.collector_clients,
+                    partitions=p,
+                    warmup_batches=10,
+                )
+            ),
         )
 
     # The end-to-end topic, pre-filled once; the raw client and naive Faust read it too.

@@ -7,7 +7,7 @@ VENV   := .venv
 BIN    := $(VENV)/bin
 STAMP  := $(VENV)/.installed
 
-.PHONY: install jars prometheus demo test test-unit test-faults lint schema monitoring broker bench bench-quick clean
+.PHONY: install jars prometheus chromium demo demo-web test test-unit test-faults lint schema monitoring broker bench bench-quick clean
 
 install: $(STAMP)
 
@@ -31,11 +31,19 @@ jars: install
 prometheus:
 	bash scripts/install-prometheus.sh
 
+# Chromium (Debian's package) for the test that drives the demo shop in a real headless browser.
+chromium:
+	bash scripts/install-chromium.sh
+
 demo: install jars
 	$(BIN)/motwatch demo
 
+# The demo shop in your browser: broker, worker and `motwatch collect --shop` on 127.0.0.1.
+demo-web: install jars
+	$(BIN)/motwatch demo --web
+
 # Everything, the fault suite in a session of its own beside the rest (scripts/run-tests.sh).
-test: install jars prometheus
+test: install jars prometheus chromium
 	bash scripts/run-tests.sh $(BIN)/python
 
 # The fast tier: no broker, no promtool, no subprocess, no run at full size.

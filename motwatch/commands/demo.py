@@ -41,6 +41,7 @@ from motwatch.simulation import SimulationConfig, simulate
 PREFIX = "demo."
 MOMENTS = [m.value for m in MomentOfTruth]
 WORKDIR = ".motwatch-data/demo"
+WEB_WORKDIR = ".motwatch-data/demo-web"
 
 
 @dataclass
@@ -152,7 +153,8 @@ def where_to_look(web_port: int) -> list[str]:
     ]
 
 
-def _start_worker(kafka: Endpoint, workdir: Path, web_port: int) -> subprocess.Popen[bytes]:
+def demo_env(kafka: Endpoint, workdir: Path, web_port: int) -> dict[str, str]:
+    """The environment of the demo's motwatch processes: its broker, prefix, data folder, web port."""
     env = {k: v for k, v in os.environ.items() if not k.startswith("MOTWATCH_")}
     env.update(
         MOTWATCH_BROKER=kafka.bootstrap,
@@ -169,6 +171,12 @@ def _start_worker(kafka: Endpoint, workdir: Path, web_port: int) -> subprocess.P
         )
     if kafka.cafile:
         env["MOTWATCH_SSL_CAFILE"] = kafka.cafile
+    return env
+
+
+def _start_worker(kafka: Endpoint, workdir: Path, web_port: int, **settings: str) -> subprocess.Popen[bytes]:
+    """``motwatch worker``, its log in ``workdir``; ``settings``: more MOTWATCH_* variables."""
+    env = demo_env(kafka, workdir, web_port) | settings
     log = open(workdir / "worker.log", "wb")  # noqa: SIM115 - lives as long as the worker
     return subprocess.Popen(
         [sys.executable, "-m", "motwatch.cli", "worker"],
@@ -342,8 +350,21 @@ def add_parser(sub: argparse._SubParsersAction) -> None:
         action="store_true",
         help="run the broker with TLS and SCRAM, and the worker and the demo over SASL_SSL",
     )
+    p.add_argument(
+        "--web",
+        action="store_true",
+        help="the demo shop instead of simulated journeys: you shop in a browser, moments print live",
+    )
+    p.add_argument(
+        "--port", type=int, default=8088, help="with --web: the shop's port on 127.0.0.1 (0: a free one)"
+    )
     p.set_defaults(func=run)
 
 
 def run(args: argparse.Namespace) -> int:
+    if args.web:
+        from motwatch.commands.demo_web import run_web_demo
+
+        workdir = WEB_WORKDIR if args.dir == WORKDIR else args.dir
+        return run_web_demo(port=args.port, workdir=workdir)
     return run_demo(journeys=args.journeys, rate=args.rate, workdir=args.dir, secure=args.secure)

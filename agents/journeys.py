@@ -24,6 +24,7 @@ from typing import Any
 
 from faust.types import TP
 
+from motwatch.adapters.records import input_format
 from motwatch.agents.input_topic import InputTopic
 from motwatch.agents.protocols import AgentApp, AgentEvent, EventStream
 from motwatch.core.clock import NEVER, PartitionClock
@@ -232,8 +233,15 @@ class JourneysAgent:
 
 def register(mw: AgentApp, inputs: InputTopic) -> JourneysAgent:
     engines = PartitionEngines(mw, inputs.sources)
+    # The input topic in a vendor's format is read through the collector's adapters.
+    vendor_format = input_format(mw.settings)
     dispatch = JourneyDispatch(
-        mw.settings, engines.get, partitions=mw.settings.partitions, direct=inputs.direct, reads=inputs.reads
+        mw.settings,
+        engines.get,
+        partitions=mw.settings.partitions,
+        direct=inputs.direct,
+        reads=inputs.reads,
+        input_format=vendor_format,
     )
 
     def set_direct(direct: bool) -> None:
@@ -292,12 +300,17 @@ def register(mw: AgentApp, inputs: InputTopic) -> JourneysAgent:
     async def take_touchpoint(event: AgentEvent) -> None:
         """A touchpoint as produced: validated, applied here or re-keyed, or dead-lettered."""
         metrics.received.inc()
-        outcome = dispatch.touchpoint(inbound(event, behind=inputs.behind(event.message)))
-        if outcome.rejection is not None:
-            metrics.rejected.labels(outcome.rejection.reason).inc()
-        elif outcome.event is not None:
-            metrics.accept(outcome.event)
-        await carry_out(outcome, event.key)
+        behind = inputs.behind(event.message)
+        if vendor_format is None:
+            outcomes = [dispatch.touchpoint(inbound(event, behind=behind))]
+        else:  # a vendor's message: the touchpoints it carries, and its events rejected
+            outcomes = dispatch.touchpoints(inbound(event, behind=behind, headers=header_map(event.headers)))
+        for outcome in outcomes:
+            if outcome.rejection is not None:
+                metrics.rejected.labels(outcome.rejection.reason).inc()
+            elif outcome.event is not None:
+                metrics.accept(outcome.event)
+            await carry_out(outcome, event.key)
 
     async def handle(event: AgentEvent) -> None:
         """A record of the re-keyed topic: a touchpoint, or a record the worker itself wrote."""

@@ -301,6 +301,11 @@ class Settings(_Strict):
     write_keys: list[SecretStr] = Field(default_factory=list)
     cors_origins: list[str] = Field(default_factory=list)
     store: str = "memory://"
+    # What the input topic (touchpoints) carries: motwatch's own touchpoint JSON, or a vendor's
+    # messages as its pipeline writes them to Kafka, read through the collector's adapters
+    # (motwatch/adapters: the same conversion, [mapping.<vendor>] included; CloudEvents in
+    # structured, batch or binary mode, ce_ headers).
+    input_format: Literal["motwatch", "segment", "snowplow", "ga4", "cloudevents"] = "motwatch"
     # Where the worker keeps local files (table stores): one folder per app id inside.
     data_dir: str = ".motwatch-data"
     # How long the dead-letter topic keeps a rejected message (its raw payload may hold personal

@@ -16,7 +16,7 @@ learns the topic, as a producer that has been running does.
 from __future__ import annotations
 
 import zlib
-from collections.abc import Callable, Iterable
+from collections.abc import Callable, Iterable, Sequence
 
 from confluent_kafka import KafkaError, Producer
 
@@ -41,10 +41,12 @@ def produce_with_librdkafka(
     *,
     keyed: bool,
     key_of: Callable[[int, bytes], bytes | None] | None = None,
+    headers: Sequence[list[tuple[str, bytes]]] | None = None,
 ) -> int:
     """Send every line with confluent-kafka's producer and its default partitioner; wait for the acks.
 
-    Keyed by journey (``keyed``), or by ``key_of(index, line)`` when given.
+    Keyed by journey (``keyed``), or by ``key_of(index, line)`` when given; the i-th record with
+    ``headers[i]`` when given.
     """
     # Idempotent, as Kafka's own clients are by default: a retried request cannot land after a later one,
     # so each partition keeps the order it was given the records in (a loaded machine retries).
@@ -64,7 +66,8 @@ def produce_with_librdkafka(
         key = key_of(i, line) if key_of is not None else journey_key(line) if keyed else None
         while True:
             try:
-                producer.produce(topic, value=line, key=key, on_delivery=delivered)
+                extra = {} if headers is None else {"headers": headers[i]}
+                producer.produce(topic, value=line, key=key, on_delivery=delivered, **extra)
                 break
             except BufferError:  # the local queue is full: let deliveries drain it
                 producer.poll(0.05)

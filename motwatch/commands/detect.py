@@ -23,12 +23,14 @@ from typing import IO, Any
 
 import orjson
 
+from motwatch.adapters.records import input_format
 from motwatch.commands.common import add_config, close_out, open_out, read_lines
 from motwatch.core.clock import PartitionClock
 from motwatch.core.deadletter import encode_dead_letter
 from motwatch.core.dispatch import Inbound, JourneyDispatch, Outcome
 from motwatch.core.engine import JourneyEngine
 from motwatch.core.moments import Moment
+from motwatch.core.records import header_map
 from motwatch.core.records import source_name as _source
 from motwatch.garbage import collecting_less_often
 from motwatch.kafka.recording import is_meta, record_of_meta
@@ -59,12 +61,12 @@ class DetectSummary:
         return out
 
 
-def arrivals(lines: Iterable[bytes]) -> Iterator[tuple[int, bytes, int]]:
-    """(line number, message, when it arrived) for each non-blank line.
+def arrivals(lines: Iterable[bytes]) -> Iterator[tuple[int, bytes, int, dict[str, str] | None]]:
+    """(line number, message, when it arrived, its headers) for each non-blank line.
 
     A file whose first line is a ``record --with-meta`` line is such a
-    recording throughout: each message and its record's timestamp. Any other
-    file holds plain messages, which arrive as they are read.
+    recording throughout: each message, its record's timestamp and headers.
+    Any other file holds plain messages, which arrive as they are read.
     """
     recording: bool | None = None
     for number, line in enumerate(lines, start=1):
@@ -79,9 +81,9 @@ def arrivals(lines: Iterable[bytes]) -> Iterator[tuple[int, bytes, int]]:
         if recording:
             record = record_of_meta(orjson.loads(raw))
             arrived = record.timestamp_ms if record.timestamp_ms is not None else time.time_ns() // 1_000_000
-            yield number, record.value, arrived
+            yield number, record.value, arrived, header_map(record.headers)
         else:
-            yield number, raw, time.time_ns() // 1_000_000
+            yield number, raw, time.time_ns() // 1_000_000, None
 
 
 def run_detect(
@@ -100,7 +102,9 @@ def run_detect(
     )
     clock.learn_inputs([_source(source_name, 0)])
     engine = JourneyEngine(settings, clock=clock)
-    dispatch = JourneyDispatch(settings, lambda _: engine, partitions=1, direct=True)
+    dispatch = JourneyDispatch(
+        settings, lambda _: engine, partitions=1, direct=True, input_format=input_format(settings)
+    )
     summary = DetectSummary()
 
     def carry_out(outcome: Outcome) -> None:
@@ -116,12 +120,13 @@ def run_detect(
                     summary.moments[f"{moment.kind} ({moment.status})"] += 1
                     on_moment(moment)
 
-    for number, raw, arrived in arrivals(lines):
-        outcome = dispatch.touchpoint(
-            Inbound(raw, 0, timestamp_ms=arrived, topic=source_name, offset=number, in_file=True)
+    for number, raw, arrived, headers in arrivals(lines):
+        record = Inbound(
+            raw, 0, headers=headers, timestamp_ms=arrived, topic=source_name, offset=number, in_file=True
         )
-        summary.events += outcome.event is not None
-        carry_out(outcome)
+        for outcome in dispatch.touchpoints(record):
+            summary.events += outcome.event is not None
+            carry_out(outcome)
     if flush:
         carry_out(dispatch.advance(0, 2**62))
     summary.open_timeouts = engine.open_timeouts()

@@ -31,7 +31,7 @@ from __future__ import annotations
 
 import logging
 from collections import deque
-from collections.abc import Callable, Iterator, Mapping
+from collections.abc import Callable, Iterable, Iterator, Mapping
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -117,6 +117,11 @@ class Outcome:
             yield from step.moments
 
 
+# An input format other than motwatch's own: one record as read, as the touchpoint records it
+# carries (each in motwatch's format, read from the same place) and the rejections of the rest.
+InputFormat = Callable[["Inbound"], Iterable["Inbound | Rejection"]]
+
+
 class JourneyDispatch:
     """Takes records, drives the engine of the journey partition each concerns, and says what to send.
 
@@ -126,7 +131,9 @@ class JourneyDispatch:
     input topic is partitioned like them, so a touchpoint read from partition
     *p* whose journey lives on *p* is applied at once. ``reads`` keeps what
     was read from each source partition (its news is announced to every
-    journey partition by the worker).
+    journey partition by the worker). ``input_format``: how the input
+    topic's records become touchpoints when they are not motwatch's own
+    (a vendor's, ``motwatch/adapters``): see :meth:`touchpoints`.
     """
 
     def __init__(
@@ -137,8 +144,10 @@ class JourneyDispatch:
         partitions: int,
         direct: bool,
         reads: SourceReads | None = None,
+        input_format: InputFormat | None = None,
     ) -> None:
         self.engine_for = engine_for
+        self.input_format = input_format
         self.partitions = partitions
         self.direct = direct
         self.reads = reads or SourceReads()
@@ -147,6 +156,23 @@ class JourneyDispatch:
         self._sources: dict[tuple[str, int], str] = {}
 
     # -- touchpoints as produced --------------------------------------------------
+    def touchpoints(self, record: Inbound) -> list[Outcome]:
+        """A record of the input topic in its input format: an outcome for each touchpoint it
+        carries (as :meth:`touchpoint`), and for each of its events rejected (dead-lettered with
+        the whole record). A record that carries neither (a vendor's heartbeat) is read all the same."""
+        if self.input_format is None:
+            return [self.touchpoint(record)]
+        outcomes = []
+        for item in self.input_format(record):
+            if isinstance(item, Rejection):
+                self.reads.passed(self._source(record.topic, record.partition), record.behind, record.offset)
+                outcomes.append(self._reject(record, item))
+            else:
+                outcomes.append(self.touchpoint(item))
+        if not outcomes:
+            self.reads.passed(self._source(record.topic, record.partition), record.behind, record.offset)
+        return outcomes
+
     def touchpoint(self, record: Inbound) -> Outcome:
         """A record of the input topic, read from its partition ``record.partition``."""
         source = self._source(record.topic, record.partition)

@@ -7,7 +7,7 @@ VENV   := .venv
 BIN    := $(VENV)/bin
 STAMP  := $(VENV)/.installed
 
-.PHONY: install jars prometheus chromium demo demo-web test test-unit test-faults lint schema monitoring broker bench bench-quick clean
+.PHONY: install jars prometheus chromium node demo demo-web test test-unit test-faults lint schema monitoring broker bench bench-quick clean
 
 install: $(STAMP)
 
@@ -29,11 +29,15 @@ jars: install
 # promtool and prometheus (Debian's package) check and unit-test the alert rules
 # and run the end-to-end scrape test.
 prometheus:
-	bash scripts/install-prometheus.sh
+	bash scripts/install-debian.sh prometheus prometheus promtool
 
 # Chromium (Debian's package) for the test that drives the demo shop in a real headless browser.
 chromium:
-	bash scripts/install-chromium.sh
+	bash scripts/install-debian.sh chromium chromium
+
+# node and npm (Debian's) measure the browser tracker's minified size.
+node:
+	bash scripts/install-debian.sh nodejs,npm node npm
 
 demo: install jars
 	$(BIN)/motwatch demo
@@ -43,7 +47,7 @@ demo-web: install jars
 	$(BIN)/motwatch demo --web
 
 # Everything, the fault suite in a session of its own beside the rest (scripts/run-tests.sh).
-test: install jars prometheus chromium
+test: install jars prometheus chromium node
 	bash scripts/run-tests.sh $(BIN)/python
 
 # The fast tier: no broker, no promtool, no subprocess, no run at full size.

@@ -282,7 +282,7 @@ class Prometheus(ServiceProcess):
     def start(self, timeout: float = 30) -> Prometheus:
         binary = shutil.which("prometheus")
         if binary is None:
-            pytest.fail("prometheus is not installed: run scripts/install-prometheus.sh", pytrace=False)
+            pytest.fail("prometheus is not installed: run make prometheus", pytrace=False)
         self.spawn(
             [
                 binary,

@@ -423,7 +423,7 @@ def test_the_inventory_covers_every_shipped_expression() -> None:
 def promtool() -> str:
     path = shutil.which("promtool")
     if path is None:
-        pytest.fail("promtool is not installed: run scripts/install-prometheus.sh", pytrace=False)
+        pytest.fail("promtool is not installed: run make prometheus", pytrace=False)
     return path
 
 

@@ -4,7 +4,7 @@ Faust's own web server stays off (``streams/app.py``): its pages read tables
 (journeys: customer state), the cluster's routing, the sensors' statistics
 and the service graph, none of which is for the network. This one serves the
 Prometheus registry and a health answer. Its socket is bound before the app
-is built (:func:`listen_socket`), so that ``web_port = 0`` takes a free port
+is built (:func:`motwatch.listening.listen_socket`), so that ``web_port = 0`` takes a free port
 and a taken port stops the start in one line; the worker then logs the URL
 it serves and writes it to :func:`url_file`, where ``motwatch status`` finds
 a worker whose settings say port 0.
@@ -22,7 +22,8 @@ from aiohttp import web
 from mode import Service
 from prometheus_client import CONTENT_TYPE_LATEST, CollectorRegistry, generate_latest
 
-from motwatch.settings import ConfigError, Settings
+from motwatch.listening import url_of
+from motwatch.settings import Settings
 
 log = logging.getLogger("motwatch.web")
 
@@ -33,31 +34,6 @@ HEALTHY = "ok"
 def url_file(settings: Settings) -> Path:
     """Where a running worker keeps the URL of its metrics: ``<data_dir>/<worker app id>/web.url``."""
     return Path(settings.data_dir) / settings.worker_app_id / "web.url"
-
-
-def listen_socket(bind: str, port: int) -> socket.socket:
-    """A socket listening on ``bind:port`` (port 0: a free one); a ConfigError in one line if it cannot.
-
-    ``""`` binds every IPv4 interface; ``"::"`` every interface of both IP versions where
-    the system allows it, so that 127.0.0.1 reaches it as well.
-    """
-    try:
-        family, _, _, _, address = socket.getaddrinfo(
-            bind or None, port, type=socket.SOCK_STREAM, flags=socket.AI_PASSIVE
-        )[0]
-        dualstack = family == socket.AF_INET6 and address[0] == "::" and socket.has_dualstack_ipv6()
-        return socket.create_server((address[0], port), family=family, dualstack_ipv6=dualstack)
-    except OSError as exc:
-        why = exc.strerror or str(exc)
-        raise ConfigError(f"web_bind/web_port: cannot listen on {bind or '*'}:{port}: {why}") from None
-
-
-def base_url(sock: socket.socket) -> str:
-    """The URL this machine reaches the socket at: a wildcard address is reached on the loopback."""
-    host, port = sock.getsockname()[:2]
-    if host in ("0.0.0.0", "::"):
-        host = "127.0.0.1"
-    return f"http://[{host}]:{port}" if ":" in host else f"http://{host}:{port}"
 
 
 class WebServer(Service):
@@ -78,7 +54,7 @@ class WebServer(Service):
         self.registry = registry
         self.health = health
         self.url_path = url_path
-        self.url = base_url(sock)
+        self.url = url_of(sock)
         routes = web.Application()
         routes.router.add_get("/metrics", self.serve_metrics)
         routes.router.add_get("/health", self.serve_health)

@@ -12,10 +12,11 @@ from pathlib import Path
 import faust
 
 from motwatch.garbage import collect_less_often
+from motwatch.listening import listen_socket
 from motwatch.settings import Settings
 from motwatch.streams.app import create_app
 from motwatch.streams.faust_internals import leave_group_on_stop, shutdown_signalled
-from motwatch.streams.web import HEALTHY, WebServer, listen_socket, url_file
+from motwatch.streams.web import HEALTHY, WebServer, url_file
 
 
 class BoundedWorker(faust.Worker):

@@ -25,6 +25,8 @@ from typing import Any
 
 import aiohttp
 
+from tests.workers import stop_process
+
 CHROMIUM = os.environ.get("MOTWATCH_TEST_CHROMIUM") or shutil.which("chromium") or "/usr/bin/chromium"
 
 
@@ -231,13 +233,7 @@ class Chromium:
         """SIGTERM to the browser's PID, then SIGKILL to its process group if it lingers."""
         if self.proc is None:
             return None
-        if self.proc.poll() is None:
-            self.proc.send_signal(signal.SIGTERM)
-            try:
-                self.proc.wait(timeout)
-            except subprocess.TimeoutExpired:
-                self.proc.kill()
-                self.proc.wait(10)
+        stop_process(self.proc, timeout)
         # Helpers (renderers, zygotes) share the group the browser leads; none may outlive it.
         with contextlib.suppress(ProcessLookupError, PermissionError):
             os.killpg(self.proc.pid, signal.SIGKILL)

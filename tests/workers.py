@@ -30,6 +30,19 @@ if TYPE_CHECKING:
 READY_MARK = "Worker]: Ready"
 
 
+def stop_process(proc: subprocess.Popen, timeout: float) -> int:
+    """Stop a process we started, by its PID: SIGTERM, wait ``timeout``, then SIGKILL; its exit code
+    (negative for a signal)."""
+    if proc.poll() is None:
+        proc.send_signal(signal.SIGTERM)
+        try:
+            proc.wait(timeout)
+        except subprocess.TimeoutExpired:
+            proc.kill()
+            proc.wait(10)
+    return proc.returncode
+
+
 def free_port() -> int:
     with socket.socket() as s:
         s.bind(("127.0.0.1", 0))
@@ -154,16 +167,7 @@ class ServiceProcess:
 
     def stop(self, timeout: float = 30) -> int | None:
         """SIGTERM, wait, then SIGKILL; returns the exit code (negative for a signal)."""
-        if self.proc is None:
-            return None
-        if self.proc.poll() is None:
-            self.proc.send_signal(signal.SIGTERM)
-            try:
-                self.proc.wait(timeout)
-            except subprocess.TimeoutExpired:
-                self.proc.kill()
-                self.proc.wait(10)
-        return self.proc.returncode
+        return None if self.proc is None else stop_process(self.proc, timeout)
 
 
 class WorkerProcess(ServiceProcess):

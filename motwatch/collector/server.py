@@ -21,34 +21,12 @@ from motwatch.collector.app import build_app
 from motwatch.collector.sink import KafkaSink
 from motwatch.collector.state import Collector
 from motwatch.kafka.security import Target
-from motwatch.settings import ConfigError, Settings
+from motwatch.listening import url_of
+from motwatch.settings import Settings
 
 log = logging.getLogger("motwatch.collector")
 # How long the requests in progress may take to finish once a stop is asked for.
 SHUTDOWN_GRACE_S = 30.0
-
-
-def listen_socket(bind: str, port: int) -> socket.socket:
-    """A socket listening on ``bind:port`` (port 0: a free one); a one-line ConfigError if it cannot."""
-    try:
-        family, _, _, _, address = socket.getaddrinfo(
-            bind or None, port, type=socket.SOCK_STREAM, flags=socket.AI_PASSIVE
-        )[0]
-        dualstack = family == socket.AF_INET6 and address[0] == "::" and socket.has_dualstack_ipv6()
-        return socket.create_server((address[0], port), family=family, dualstack_ipv6=dualstack)
-    except OSError as exc:
-        why = exc.strerror or str(exc)
-        raise ConfigError(
-            f"collector_bind/collector_port: cannot listen on {bind or '*'}:{port}: {why}"
-        ) from None
-
-
-def url_of(sock: socket.socket) -> str:
-    """The URL this machine reaches the socket at (a wildcard address on the loopback)."""
-    host, port = sock.getsockname()[:2]
-    if host in ("0.0.0.0", "::"):
-        host = "127.0.0.1"
-    return f"http://[{host}]:{port}" if ":" in host else f"http://{host}:{port}"
 
 
 async def serve(

@@ -14,13 +14,14 @@ import logging
 import sys
 
 from motwatch.collector.access import WriteKeys, is_loopback
-from motwatch.collector.server import listen_socket, serve
+from motwatch.collector.server import serve
 from motwatch.commands.common import add_broker, settings_of
 from motwatch.commands.worker import deadletter_retention_ms
 from motwatch.kafka.admin import create_topics, partition_counts
 from motwatch.kafka.connection import TransportError, wait_for_broker
 from motwatch.kafka.rights import Right, require_rights, writer_rights
 from motwatch.kafka.security import Endpoint, endpoint_of
+from motwatch.listening import listen_socket
 from motwatch.settings import Settings
 
 
@@ -105,7 +106,7 @@ def run(args: argparse.Namespace) -> int:
         )
     logging.basicConfig(level=logging.WARNING, format="%(asctime)s %(levelname)s %(name)s: %(message)s")
     logging.getLogger("motwatch").setLevel(logging.INFO)
-    sock = listen_socket(bind, port)
+    sock = listen_socket(bind, port, "collector_bind/collector_port")
     kafka = endpoint_of(settings)
 
     async def go() -> None:

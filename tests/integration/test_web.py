@@ -22,10 +22,11 @@ import pytest
 from faust.web import base as faust_web
 from mode.utils.imports import symbol_by_name
 
+from motwatch.listening import listen_socket
 from motwatch.settings import ConfigError, Settings
 from motwatch.streams.app import TABLES
 from motwatch.streams.metrics import Metrics
-from motwatch.streams.web import WebServer, listen_socket, url_file
+from motwatch.streams.web import WebServer, url_file
 from tests.workers import WorkerProcess, motwatch_env, run_cli
 
 pytestmark = pytest.mark.integration

@@ -7,7 +7,7 @@ VENV   := .venv
 BIN    := $(VENV)/bin
 STAMP  := $(VENV)/.installed
 
-.PHONY: install jars prometheus chromium node demo demo-web test test-unit test-faults lint schema monitoring broker bench bench-quick clean
+.PHONY: install jars prometheus alertmanager chromium node demo demo-web test test-unit test-faults lint schema monitoring broker bench bench-quick clean
 
 install: $(STAMP)
 
@@ -31,6 +31,10 @@ jars: install
 prometheus:
 	bash scripts/install-debian.sh prometheus prometheus promtool
 
+# amtool and prometheus-alertmanager (Debian's package) check and test the generated alert routing.
+alertmanager:
+	bash scripts/install-debian.sh prometheus-alertmanager amtool prometheus-alertmanager
+
 # Chromium (Debian's package) for the test that drives the demo shop in a real headless browser.
 chromium:
 	bash scripts/install-debian.sh chromium chromium
@@ -47,7 +51,7 @@ demo-web: install jars
 	$(BIN)/motwatch demo --web
 
 # Everything, the fault suite in a session of its own beside the rest (scripts/run-tests.sh).
-test: install jars prometheus chromium node
+test: install jars prometheus alertmanager chromium node
 	bash scripts/run-tests.sh $(BIN)/python
 
 # The fast tier: no broker, no promtool, no subprocess, no run at full size.

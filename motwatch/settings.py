@@ -267,6 +267,33 @@ class VendorMappings(_Strict):
     cloudevents: dict[str, MappingRule] = Field(default_factory=dict)
 
 
+class TeamSettings(_Strict):
+    """Where one owner team's alerts go (``[teams.<name>]``); every receiver is optional.
+
+    Secrets are never written into generated files: Slack's webhook URL and
+    PagerDuty's routing key are read by Alertmanager from the files named here.
+    A team with nothing configured gets a receiver without integrations, whose
+    alerts are dropped (python -m motwatch.monitoring writes grafana/alertmanager/).
+    """
+
+    webhook_url: str = ""
+    email: str = ""
+    # The mail relay and sender, needed when ``email`` is set.
+    email_smarthost: str = ""
+    email_from: str = ""
+    slack_channel: str = ""
+    slack_api_url_file: str = ""
+    pagerduty_routing_key_file: str = ""
+
+    @model_validator(mode="after")
+    def _receivers_are_complete(self) -> TeamSettings:
+        if self.email and not (self.email_smarthost and self.email_from):
+            raise ValueError("email needs email_smarthost and email_from")
+        if self.slack_channel and not self.slack_api_url_file:
+            raise ValueError("slack_channel needs slack_api_url_file")
+        return self
+
+
 _KEY_CHARACTERS = frozenset("abcdefghijklmnopqrstuvwxyzABCDEFGHIJKLMNOPQRSTUVWXYZ0123456789._~-")
 
 
@@ -340,6 +367,8 @@ class Settings(_Strict):
     limits: Limits = Limits()
     owners: dict[str, str] = Field(default_factory=lambda: dict(DEFAULT_OWNERS))
     default_owner: str = "customer_experience"
+    # Receivers of each owner team's alerts; teams not named here get none (see TeamSettings).
+    teams: dict[str, TeamSettings] = Field(default_factory=dict)
     classification: list[ClassificationRule] = Field(default_factory=lambda: list(DEFAULT_RULES))
     mapping: VendorMappings = VendorMappings()
 

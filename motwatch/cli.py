@@ -16,6 +16,7 @@ from motwatch.commands import (
     demo,
     detect,
     evaluate,
+    moments,
     produce,
     record,
     replay,
@@ -41,6 +42,7 @@ COMMANDS = (
     broker,
     demo,
     status,
+    moments,
     detect,
     schema,
 )

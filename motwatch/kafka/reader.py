@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import asyncio
 import time
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Callable
 from dataclasses import dataclass
 from typing import Any
 
@@ -90,6 +90,7 @@ async def read_records(
     max_messages: int | None = None,
     selection: Selection | None = None,
     ready: asyncio.Event | None = None,
+    seen: Callable[[Any], None] | None = None,
 ) -> AsyncIterator[Any]:
     """Yield the topic's records (aiokafka ConsumerRecords) in each partition's order.
 
@@ -97,7 +98,8 @@ async def read_records(
     rebalance). Stops after ``idle_s`` seconds without a new message (None:
     never), after ``max_messages``, or, for a bounded selection, at its end.
     ``ready`` is set once the start positions are fixed, so a caller can
-    produce afterwards without racing a from-the-end read.
+    produce afterwards without racing a from-the-end read. ``seen`` is called
+    with every record read, the selection's or not (to count what a read cost).
     """
     selection = selection or Selection()
     if max_messages is not None and max_messages <= 0:
@@ -154,6 +156,8 @@ async def read_records(
                             open_tps.discard(tp)
                             break
                         got += 1
+                        if seen is not None:
+                            seen(message)
                         if selection.keeps(message):
                             count += 1
                             yield message

@@ -32,6 +32,7 @@ COMMANDS = (
     "demo",
     "detect",
     "status",
+    "moments",
     "schema",
 )
 

@@ -144,16 +144,25 @@ async def test_every_topic_the_worker_creates_has_three_replicas(cluster: KafkaC
     assert cluster.bootstrap is not None
     settings = Settings(broker=cluster.bootstrap, topic_prefix=f"{_topic()}.")
     await prepare_topics(settings)
+    needed = set(needed_topics(settings))
+    replicas: dict[str, set[int]] = {}
     admin = AIOKafkaAdminClient(bootstrap_servers=cluster.bootstrap)
     await admin.start()
+
+    async def all_known() -> bool:
+        """The node asked may learn of the last topics created a moment after the others."""
+        listed = [t for t in await admin.describe_topics() if t["topic"].startswith(settings.topic_prefix)]
+        replicas.clear()
+        replicas.update({t["topic"]: {len(p["replicas"]) for p in t["partitions"]} for t in listed})
+        return needed <= set(replicas)
+
     try:
-        topics = [t for t in await admin.describe_topics() if t["topic"].startswith(settings.topic_prefix)]
+        await wait_for(all_known, 30, "the metadata to list every topic the worker created")
     finally:
         await admin.close()
-    replicas = {t["topic"]: {len(p["replicas"]) for p in t["partitions"]} for t in topics}
     # Faust's leader topic too (Faust alone would give it one replica).
     assert f"{settings.worker_app_id}-__assignor-__leader" in replicas
-    assert set(replicas) == set(needed_topics(settings))
+    assert set(replicas) == needed
     assert all(counts == {3} for counts in replicas.values()), replicas
 
 

@@ -50,7 +50,7 @@ demo: install jars
 demo-web: install jars
 	$(BIN)/motwatch demo --web
 
-# Everything, the fault suite in a session of its own beside the rest (scripts/run-tests.sh).
+# Everything; the tests marked background in a second session beside the rest (scripts/run-tests.sh).
 test: install jars prometheus alertmanager chromium node
 	bash scripts/run-tests.sh $(BIN)/python
 

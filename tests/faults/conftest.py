@@ -20,7 +20,7 @@ def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:
     for item in items:
         if FAULTS in item.path.parents:
             item.add_marker(pytest.mark.faults)
-            item.add_marker(pytest.mark.own_cluster)
+            item.add_marker(pytest.mark.background)
             item.add_marker(pytest.mark.integration)
 
 

@@ -28,7 +28,7 @@ from motwatch.settings import Settings
 from tests.workers import children, gone, read_topic, readline_within, run_cli, wait_for, wait_until
 
 # Its clusters run beside the rest of make test, in a pytest session of their own.
-pytestmark = pytest.mark.own_cluster
+pytestmark = pytest.mark.background
 
 NODES = 3
 

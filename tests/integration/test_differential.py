@@ -58,7 +58,8 @@ from tests.workers import (
     wait_until,
 )
 
-pytestmark = pytest.mark.integration
+# Eighteen runs of workers against the broker: in make test's second session, beside the rest.
+pytestmark = [pytest.mark.integration, pytest.mark.background]
 
 PARTITIONS = 4
 JOURNEYS = 40

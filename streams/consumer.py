@@ -64,6 +64,24 @@ class PromptConsumer(Consumer):
             return None
         return super().verify_event_path(now, tp)
 
+    def ack(self, message: Any) -> bool:
+        """Faust's ack, but a record fetched in an earlier generation of the group counts for no commit.
+
+        Between a revocation and the next assignment the streams skip the
+        records still buffered (``agents/journeys.py``; Faust's own streams do
+        too), and those are acknowledged after the revocation cleared Faust's
+        count of what was acknowledged. When the same partition comes back to
+        this worker, their offsets (from the committed one on) would let the
+        next commit run ahead of the records, read again from there, being
+        applied: a worker dying then would lose them. Such a record is marked
+        done, and will be acknowledged when it is read again in this generation.
+        """
+        generation = message.generation_id
+        if generation is not None and generation != self.app.consumer_generation_id:
+            message.acked = True
+            return False
+        return super().ack(message)
+
     async def perform_seek(self) -> None:
         """Seek every partition to where reading resumes, the flow stopped from the start.
 

@@ -202,6 +202,8 @@ OVERRIDDEN: tuple[Override, ...] = (
     Override(aiokafka_driver.Consumer, "verify_event_path", False, ("now", "tp"), _PROMPT_CONSUMER),
     Override(aiokafka_driver.Consumer, "seek_to_committed", True, (), _PROMPT_CONSUMER),
     Override(aiokafka_driver.Consumer, "wait_first", True, ("coros", "timeout"), _PROMPT_CONSUMER),
+    # Acknowledgements of records fetched in an earlier generation of the group.
+    Override(aiokafka_driver.Consumer, "ack", False, ("message",), _PROMPT_CONSUMER),
     # A static member's assignment, taken back under another web address.
     Override(PartitionAssignor, "on_assignment", False, ("assignment",), _REJOINING_ASSIGNOR),
 )

@@ -300,12 +300,11 @@ def register(mw: AgentApp, inputs: InputTopic) -> JourneysAgent:
     async def take_touchpoint(event: AgentEvent) -> None:
         """A touchpoint as produced: validated, applied here or re-keyed, or dead-lettered."""
         metrics.received.inc()
-        behind = inputs.behind(event.message)
-        if vendor_format is None:
-            outcomes = [dispatch.touchpoint(inbound(event, behind=behind))]
-        else:  # a vendor's message: the touchpoints it carries, and its events rejected
-            outcomes = dispatch.touchpoints(inbound(event, behind=behind, headers=header_map(event.headers)))
-        for outcome in outcomes:
+        # A vendor's message may carry several touchpoints, and its headers say what it is.
+        headers = None if vendor_format is None else header_map(event.headers)
+        for outcome in dispatch.touchpoints(
+            inbound(event, behind=inputs.behind(event.message), headers=headers)
+        ):
             if outcome.rejection is not None:
                 metrics.rejected.labels(outcome.rejection.reason).inc()
             elif outcome.event is not None:

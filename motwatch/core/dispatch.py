@@ -162,14 +162,11 @@ class JourneyDispatch:
         the whole record). A record that carries neither (a vendor's heartbeat) is read all the same."""
         if self.input_format is None:
             return [self.touchpoint(record)]
-        outcomes = []
-        for item in self.input_format(record):
-            if isinstance(item, Rejection):
-                self.reads.passed(self._source(record.topic, record.partition), record.behind, record.offset)
-                outcomes.append(self._reject(record, item))
-            else:
-                outcomes.append(self.touchpoint(item))
-        if not outcomes:
+        outcomes = [
+            self._reject(record, item) if isinstance(item, Rejection) else self.touchpoint(item)
+            for item in self.input_format(record)
+        ]
+        if not outcomes or any(outcome.rejection for outcome in outcomes):  # read all the same
             self.reads.passed(self._source(record.topic, record.partition), record.behind, record.offset)
         return outcomes
 

@@ -1,10 +1,12 @@
-"""The worker's web server: ``/metrics`` and ``/health`` on ``web_bind:web_port``, nothing else.
+"""The worker's web server on ``web_bind:web_port``: ``/metrics``, ``/health`` and the routes it is given.
 
 Faust's own web server stays off (``streams/app.py``): its pages read tables
 (journeys: customer state), the cluster's routing, the sensors' statistics
 and the service graph, none of which is for the network. This one serves the
-Prometheus registry and a health answer. Its socket is bound before the app
-is built (:func:`motwatch.listening.listen_socket`), so that ``web_port = 0`` takes a free port
+Prometheus registry and a health answer, and the worker gives it
+``/journeys/{key}`` (``streams/journey_view.py``: one journey's live state,
+for local callers only). Its socket is bound before the app is built
+(:func:`motwatch.listening.listen_socket`), so that ``web_port = 0`` takes a free port
 and a taken port stops the start in one line; the worker then logs the URL
 it serves and writes it to :func:`url_file`, where ``motwatch status`` finds
 a worker whose settings say port 0.
@@ -14,7 +16,7 @@ from __future__ import annotations
 
 import logging
 import socket
-from collections.abc import Callable
+from collections.abc import Callable, Iterable
 from pathlib import Path
 from typing import Any
 
@@ -37,7 +39,8 @@ def url_file(settings: Settings) -> Path:
 
 
 class WebServer(Service):
-    """``/metrics`` (the registry) and ``/health`` (``health()``: 200 when it says "ok", else 503).
+    """``/metrics`` (the registry), ``/health`` (``health()``: 200 when it says "ok", else 503) and
+    ``extra_routes``.
 
     Started with the worker, before the app: metrics are there while the tables recover.
     """
@@ -48,6 +51,7 @@ class WebServer(Service):
         registry: CollectorRegistry,
         health: Callable[[], str],
         url_path: Path,
+        extra_routes: Iterable[web.RouteDef] = (),
         **kwargs: Any,
     ) -> None:
         self.sock = sock
@@ -58,6 +62,7 @@ class WebServer(Service):
         routes = web.Application()
         routes.router.add_get("/metrics", self.serve_metrics)
         routes.router.add_get("/health", self.serve_health)
+        routes.add_routes(extra_routes)
         self.runner = web.AppRunner(routes, access_log=None)
         super().__init__(**kwargs)
 

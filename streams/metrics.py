@@ -3,7 +3,11 @@
 Labels are bounded by construction: channel, type, kind, moment, phase,
 severity, owner, status, reason, agent, and the topic and partition of the
 worker's own assignment. Never a customer id, a URL or free text: those
-belong in moment events, not in time series. Per-partition series of
+belong in moment events, not in time series. The one way from a series to
+a single moment is an exemplar: every moment counted in ``motwatch_moments``
+and observed in ``motwatch_detection_latency_seconds`` carries its
+``moment_id`` (and nothing else) as one, seen in the OpenMetrics exposition
+only (``streams/web.py``), for ``motwatch moments --id``. Per-partition series of
 partitions the worker no longer holds are removed, so a rebalance leaves no
 stale lag or watermark behind.
 
@@ -87,6 +91,14 @@ class Metrics:
         self.event_lag = Histogram(
             "motwatch_event_lag_seconds",
             "Wall-clock time minus the touchpoint's occurred_at, when the worker processed it.",
+            buckets=LAG_BUCKETS,
+            registry=r,
+        )
+        self.detection_latency = Histogram(
+            "motwatch_detection_latency_seconds",
+            "Wall-clock time from a moment's occurred_at (when its failure became certain; for a "
+            "timeout, the deadline) to the worker writing it, by kind.",
+            ["kind"],
             buckets=LAG_BUCKETS,
             registry=r,
         )
@@ -196,7 +208,11 @@ class Metrics:
                 self.late.labels(event.channel).inc()
         for m in step.moments:
             channel = m.channel if m.channel in _CHANNELS else NO_CHANNEL
-            self.moments.labels(m.kind, m.moment, m.phase, m.severity, m.owner, channel, m.status).inc()
+            exemplar = {"moment_id": m.moment_id}
+            series = self.moments.labels(m.kind, m.moment, m.phase, m.severity, m.owner, channel, m.status)
+            series.inc(exemplar=exemplar)
+            latency = max(0.0, now_s - m.occurred_ms / 1000)
+            self.detection_latency.labels(m.kind).observe(latency, exemplar=exemplar)
         for moment in step.reached:
             self.journeys_reached.labels(moment).inc()
         for name, seconds in step.measurements:

@@ -23,6 +23,7 @@ from typing import Any
 from aiohttp import web
 from mode import Service
 from prometheus_client import CONTENT_TYPE_LATEST, CollectorRegistry, generate_latest
+from prometheus_client.openmetrics import exposition as openmetrics
 
 from motwatch.listening import url_of
 from motwatch.settings import Settings
@@ -36,6 +37,27 @@ HEALTHY = "ok"
 def url_file(settings: Settings) -> Path:
     """Where a running worker keeps the URL of its metrics: ``<data_dir>/<worker app id>/web.url``."""
     return Path(settings.data_dir) / settings.worker_app_id / "web.url"
+
+
+def wants_openmetrics(accept: str) -> bool:
+    """Whether an HTTP Accept header lists ``application/openmetrics-text`` (not with ``q=0``)."""
+    for item in accept.split(","):
+        media_type, *params = (part.strip().lower() for part in item.split(";"))
+        if media_type == "application/openmetrics-text" and _weight(params) > 0:
+            return True
+    return False
+
+
+def _weight(params: list[str]) -> float:
+    """The ``q`` of a media range's parameters (1 without one, 0 for one that is not a number)."""
+    for param in params:
+        name, _, value = param.partition("=")
+        if name.strip() == "q":
+            try:
+                return float(value)
+            except ValueError:
+                return 0.0
+    return 1.0
 
 
 class WebServer(Service):
@@ -71,9 +93,13 @@ class WebServer(Service):
         return f"{self.url}/metrics"
 
     async def serve_metrics(self, request: web.Request) -> web.Response:
-        return web.Response(
-            body=generate_latest(self.registry), headers={"Content-Type": CONTENT_TYPE_LATEST}
-        )
+        """OpenMetrics (with the moments' exemplars) when the Accept header lists it, as Prometheus's
+        scrape does; the classic text format, which has no exemplars, otherwise."""
+        if wants_openmetrics(request.headers.get("Accept", "")):
+            body, content_type = openmetrics.generate_latest(self.registry), openmetrics.CONTENT_TYPE_LATEST
+        else:
+            body, content_type = generate_latest(self.registry), CONTENT_TYPE_LATEST
+        return web.Response(body=body, headers={"Content-Type": content_type})
 
     async def serve_health(self, request: web.Request) -> web.Response:
         state = self.health()

@@ -276,8 +276,17 @@ class Prometheus(ServiceProcess):
                 {"job_name": "motwatch", "static_configs": [{"targets": [f"127.0.0.1:{worker_port}"]}]}
             ],
         }
-        workdir.mkdir(parents=True, exist_ok=True)
-        (workdir / "prometheus.yml").write_text(yaml.safe_dump(config), encoding="utf-8")
+        self.config = config
+        self.configure()
+
+    def configure(self, rules: Path | None = None, alertmanager: str | None = None) -> None:
+        """Evaluate ``rules`` (default: grafana/rules/) and send alerts to ``alertmanager`` (host:port)."""
+        if rules is not None:
+            self.config["rule_files"] = [str(rules)]
+        if alertmanager is not None:
+            self.config["alerting"] = {"alertmanagers": [{"static_configs": [{"targets": [alertmanager]}]}]}
+        self.workdir.mkdir(parents=True, exist_ok=True)
+        (self.workdir / "prometheus.yml").write_text(yaml.safe_dump(self.config), encoding="utf-8")
 
     def start(self, timeout: float = 30) -> Prometheus:
         binary = shutil.which("prometheus")

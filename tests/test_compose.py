@@ -672,6 +672,35 @@ def check_prometheus(prom: dict[str, Any], doc: dict[str, Any], root: Path, web_
     return problems
 
 
+ALERTMANAGER_PORT = 9093
+ALERTMANAGER_CONFIG = "/etc/alertmanager/alertmanager.yml"
+ALERTMANAGER_FILE = "grafana/alertmanager/alertmanager.yml"
+
+
+def check_alertmanager(prom: dict[str, Any], doc: dict[str, Any], root: Path) -> list[str]:
+    """Prometheus sends its alerts to the alertmanager service, which reads the generated routes."""
+    svc = services(doc).get("alertmanager")
+    if svc is None:
+        return ["no alertmanager service"]
+    problems = []
+    config_path = ALERTMANAGER_CONFIG
+    for word in svc.get("command") or []:
+        if str(word).startswith("--config.file="):
+            config_path = str(word).split("=", 1)[1]
+    shown = resolve_in_container(svc, config_path, root)
+    if shown != (root / ALERTMANAGER_FILE).resolve():
+        problems.append(f"alertmanager: {config_path} is not mounted from {ALERTMANAGER_FILE}")
+    targets = [
+        str(target)
+        for manager in (prom.get("alerting") or {}).get("alertmanagers") or []
+        for config in manager.get("static_configs") or []
+        for target in config.get("targets") or []
+    ]
+    if targets != [f"alertmanager:{ALERTMANAGER_PORT}"]:
+        problems.append(f"prometheus: alerts go to {targets}, not alertmanager:{ALERTMANAGER_PORT}")
+    return problems
+
+
 def provisioning_files(root: Path, kind: str) -> list[Path]:
     folder = root / "grafana" / "provisioning" / kind
     return sorted(p for p in folder.glob("*") if p.suffix in (".yml", ".yaml"))
@@ -1057,8 +1086,8 @@ def worker_settings(
 # ---------------------------------------------------------------- the real files
 
 
-def test_compose_parses_to_the_four_services(compose: dict[str, Any]) -> None:
-    assert {"kafka", "worker", "prometheus", "grafana"} <= set(services(compose))
+def test_compose_parses_to_the_five_services(compose: dict[str, Any]) -> None:
+    assert {"kafka", "worker", "prometheus", "alertmanager", "grafana"} <= set(services(compose))
 
 
 def test_every_service_has_an_image_or_a_build_context(compose: dict[str, Any]) -> None:
@@ -1139,6 +1168,20 @@ def test_kafka_is_one_kraft_node(compose: dict[str, Any]) -> None:
 def test_prometheus_scrapes_the_worker(compose: dict[str, Any]) -> None:
     assert check_prometheus(load_yaml(PROMETHEUS_FILE), compose, REPO, Settings().web_port) == []
     assert any(p.target == PROMETHEUS_PORT for p in ports_of(services(compose)["prometheus"]))
+
+
+def test_prometheus_alerts_reach_the_generated_routes(compose: dict[str, Any]) -> None:
+    assert check_alertmanager(load_yaml(PROMETHEUS_FILE), compose, REPO) == []
+
+
+def test_alertmanager_check_catches_a_wrong_mount_or_target(compose: dict[str, Any]) -> None:
+    prom = load_yaml(PROMETHEUS_FILE)
+    prom["alerting"]["alertmanagers"][0]["static_configs"] = [{"targets": ["alertmanager:9094"]}]
+    assert any("not alertmanager:9093" in p for p in check_alertmanager(prom, compose, REPO))
+    doc = copy.deepcopy(compose)
+    doc["services"]["alertmanager"]["volumes"][0] = f"./config/prometheus.yml:{ALERTMANAGER_CONFIG}"
+    problems = check_alertmanager(load_yaml(PROMETHEUS_FILE), doc, REPO)
+    assert any("is not mounted from grafana/alertmanager" in p for p in problems), problems
 
 
 def test_grafana_provisioning_points_at_mounted_paths(compose: dict[str, Any]) -> None:

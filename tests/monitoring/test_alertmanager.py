@@ -9,12 +9,9 @@
 
 from __future__ import annotations
 
-import json
 import shutil
-import socket
 import subprocess
 import sys
-import urllib.request
 from collections.abc import Iterator
 from pathlib import Path
 
@@ -36,7 +33,8 @@ from motwatch.monitoring.definitions import ALERTS, PIPELINE_OWNER
 from motwatch.monitoring.generate import ALERTMANAGER_FILE, render_all
 from motwatch.monitoring.model import SEVERITIES
 from motwatch.settings import Settings, load_settings
-from tests.workers import stop_process, wait_until
+from tests.alerting import AlertmanagerProcess
+from tests.workers import wait_until
 
 REPO = Path(__file__).resolve().parents[2]
 pytestmark = pytest.mark.external
@@ -159,68 +157,27 @@ def test_only_moment_alerts_are_inhibited_by_the_pipeline_down_alerts() -> None:
 # ---------------------------------------------------------------- a real Alertmanager
 
 
-def free_port() -> int:
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        return sock.getsockname()[1]
-
-
-def api(base: str, path: str, body: object = None) -> object:
-    data = None if body is None else json.dumps(body).encode()
-    request = urllib.request.Request(base + path, data=data, headers={"Content-Type": "application/json"})
-    with urllib.request.urlopen(request, timeout=5) as response:
-        text = response.read()
-    return json.loads(text) if text else None
-
-
 @pytest.fixture
-def alertmanager(tmp_path: Path) -> Iterator[str]:
-    binary = shutil.which("prometheus-alertmanager")
-    if binary is None:
-        pytest.fail("prometheus-alertmanager is not installed: run make alertmanager", pytrace=False)
-    port = free_port()
-    process = subprocess.Popen(
-        [
-            binary,
-            f"--config.file={REPO / ALERTMANAGER_FILE}",
-            f"--web.listen-address=127.0.0.1:{port}",
-            f"--storage.path={tmp_path}",
-            "--cluster.listen-address=",
-        ],
-        stdout=subprocess.DEVNULL,
-        stderr=subprocess.DEVNULL,
-    )
-    base = f"http://127.0.0.1:{port}"
-
-    def ready() -> bool:
-        assert process.poll() is None, "prometheus-alertmanager exited"
-        try:
-            with urllib.request.urlopen(base + "/-/ready", timeout=2) as response:
-                return response.status == 200
-        except OSError:
-            return False
-
+def alertmanager(tmp_path: Path) -> Iterator[AlertmanagerProcess]:
+    manager = AlertmanagerProcess(tmp_path, REPO / ALERTMANAGER_FILE).start()
     try:
-        wait_until(ready, 30, "Alertmanager to be ready")
-        yield base
+        yield manager
     finally:
-        stop_process(process, 10)
+        manager.stop(10)
 
 
-def states(base: str) -> dict[str, str]:
-    return {a["labels"]["alertname"]: a["status"]["state"] for a in api(base, "/api/v2/alerts")}  # type: ignore[union-attr]
+def states(manager: AlertmanagerProcess) -> dict[str, str]:
+    return {a["labels"]["alertname"]: a["status"]["state"] for a in manager.api("/alerts")}
 
 
-def test_a_real_alertmanager_inhibits_moment_alerts_while_the_pipeline_is_down(alertmanager: str) -> None:
+def test_a_real_alertmanager_inhibits_moment_alerts_while_the_pipeline_is_down(
+    alertmanager: AlertmanagerProcess,
+) -> None:
     moment = moment_alerts(ALERTS)[0]
-    api(
-        alertmanager,
-        "/api/v2/alerts",
-        [{"labels": {"alertname": moment, "owner": "web", "severity": "high"}}],
-    )
+    alertmanager.api("/alerts", [{"labels": {"alertname": moment, "owner": "web", "severity": "high"}}])
     wait_until(lambda: states(alertmanager).get(moment) == "active", 20, f"{moment} active")
     down = {"alertname": PIPELINE_DOWN[0], "owner": PIPELINE_OWNER, "severity": "critical"}
-    api(alertmanager, "/api/v2/alerts", [{"labels": down}])
+    alertmanager.api("/alerts", [{"labels": down}])
     wait_until(lambda: states(alertmanager).get(moment) == "suppressed", 20, f"{moment} inhibited")
     assert states(alertmanager)[PIPELINE_DOWN[0]] == "active"
 

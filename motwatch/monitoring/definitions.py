@@ -201,7 +201,7 @@ OVERVIEW = Dashboard(
                 Panel(
                     "Failing moments per hour, by kind",
                     "timeseries",
-                    (Target(per_hour(FAILED, "kind"), "{{kind}}"),),
+                    (Target(per_hour(FAILED, "kind"), "{{kind}}", exemplars=True),),
                     shows="Failing moments reported per hour, one line per failure kind.",
                     look_first="The kind whose line jumped; its panel in Touchpoint health, and its alert "
                     "if one fires.",
@@ -210,7 +210,7 @@ OVERVIEW = Dashboard(
                 Panel(
                     "Failing moments per hour, by owner",
                     "timeseries",
-                    (Target(per_hour(FAILED, "owner"), "{{owner}}"),),
+                    (Target(per_hour(FAILED, "owner"), "{{owner}}", exemplars=True),),
                     shows="The same failures by the team that owns the failing touchpoint's channel.",
                     look_first="The team whose line jumped: tell them, and check their recent releases or "
                     "campaigns.",
@@ -240,6 +240,27 @@ OVERVIEW = Dashboard(
                     shows="Failing moments in the time range by configured severity "
                     "(critical, high, medium, low).",
                     look_first="Critical ones (checkout errors by default): Touchpoint health → Checkout.",
+                ),
+                Panel(
+                    "Detection latency p50 / p95 (last 15 min)",
+                    "timeseries",
+                    tuple(
+                        Target(
+                            quantile(q, "motwatch_detection_latency_seconds", "15m"),
+                            f"p{round(q * 100)}",
+                            exemplars=True,
+                        )
+                        for q in (0.5, 0.95)
+                    ),
+                    unit="s",
+                    width=24,
+                    shows="Wall-clock time from a moment's occurred_at (when the failure became certain; for "
+                    "a timeout, its deadline) to the worker writing the moment event, for moments written "
+                    "in the last 15 minutes: how late failures reach the moments topic and the alerts. "
+                    "Timeouts also wait for the watermark (the allowed lateness).",
+                    look_first="A high exemplar (one late moment): the times of its evidence in the moment "
+                    "event; then Pipeline → Event lag (producers or workers behind) and Watermark delay "
+                    "(timeouts held back).",
                 ),
             ),
         ),
@@ -271,11 +292,8 @@ OVERVIEW = Dashboard(
                     "Abandoned and recovered checkouts per hour",
                     "timeseries",
                     (
-                        Target(per_hour(failed("abandoned_checkout")), "abandoned"),
-                        Target(
-                            per_hour(recovered("abandoned_checkout")),
-                            "recovered",
-                        ),
+                        Target(per_hour(failed("abandoned_checkout")), "abandoned", exemplars=True),
+                        Target(per_hour(recovered("abandoned_checkout")), "recovered", exemplars=True),
                     ),
                     width=18,
                     shows="Checkouts reported abandoned (started, no order within the window) and "
@@ -339,6 +357,7 @@ TOUCHPOINTS = Dashboard(
                         Target(
                             per_hour(selector(MOMENTS_METRIC, status="failed", **IN_CHANNEL), "channel"),
                             "{{channel}}",
+                            exemplars=True,
                         ),
                     ),
                     stacked=True,
@@ -359,6 +378,7 @@ TOUCHPOINTS = Dashboard(
                         Target(
                             per_hour(failed("broken_link", **IN_CHANNEL), "channel, moment, owner"),
                             "{{channel}} {{moment}} ({{owner}})",
+                            exemplars=True,
                         ),
                     ),
                     width=8,
@@ -419,6 +439,7 @@ TOUCHPOINTS = Dashboard(
                         Target(
                             per_hour(failed("checkout_error", **IN_CHANNEL), "channel, owner"),
                             "{{channel}} ({{owner}})",
+                            exemplars=True,
                         ),
                     ),
                     width=8,
@@ -505,6 +526,7 @@ TOUCHPOINTS = Dashboard(
                                 "kind, channel, owner",
                             ),
                             "{{kind}} on {{channel}} ({{owner}})",
+                            exemplars=True,
                         ),
                     ),
                     shows="Chats with no agent or bot reply within the SLA (or ended before one) and calls "
@@ -547,6 +569,7 @@ TOUCHPOINTS = Dashboard(
                                 "kind, channel, owner",
                             ),
                             "{{kind}} on {{channel}} ({{owner}})",
+                            exemplars=True,
                         ),
                     ),
                     shows="Survey answers below the thresholds (CSAT, NPS, CES) and onboardings not "
@@ -586,7 +609,7 @@ PIPELINE = Dashboard(
                 Panel(
                     "Moment events written per second, by status",
                     "timeseries",
-                    (Target(per_second("motwatch_moments_total", "status"), "{{status}}"),),
+                    (Target(per_second("motwatch_moments_total", "status"), "{{status}}", exemplars=True),),
                     unit="cps",
                     shows="Moment events (failed and recovered) written to the moments topic per second.",
                     look_first="A sudden flood of one kind: the overview's failing moments by kind.",

@@ -55,6 +55,21 @@ def _thresholds(panel: Panel) -> dash.ThresholdsConfig:
     return dash.ThresholdsConfig().mode(ThresholdsMode.ABSOLUTE).steps(steps)
 
 
+# Appended to the description of a panel whose queries show exemplars.
+EXEMPLARS_NOTE = (
+    "Exemplars (the marks on the graph) are single moments: hover one for its moment_id, then "
+    "`motwatch moments --id MOMENT_ID` shows the moment event."
+)
+
+
+def _description(panel: Panel) -> str:
+    text = f"{panel.shows}\n\nLook first: {panel.look_first}"
+    if panel.exemplars:
+        text += f"\n\n{EXEMPLARS_NOTE}"
+    # Grafana renders descriptions as Markdown, where "<ZMOT" would read as an HTML tag.
+    return text.replace("<", "&lt;")
+
+
 def _panel(panel: Panel, panel_id: int, *, x: int, y: int) -> Any:
     builder: Any
     if panel.kind == "timeseries":
@@ -96,8 +111,7 @@ def _panel(panel: Panel, panel_id: int, *, x: int, y: int) -> Any:
     builder = (
         builder.id(panel_id)
         .title(panel.title)
-        # Grafana renders descriptions as Markdown, where "<ZMOT" would read as an HTML tag.
-        .description(f"{panel.shows}\n\nLook first: {panel.look_first}".replace("<", "&lt;"))
+        .description(_description(panel))
         .datasource(DATASOURCE)
         .unit(panel.unit)
         .thresholds(_thresholds(panel))
@@ -118,6 +132,8 @@ def _panel(panel: Panel, panel_id: int, *, x: int, y: int) -> Any:
             .legend_format(target.legend or "__auto")
         )
         query = query.instant() if target.instant else query.range()
+        if target.exemplars:
+            query = query.exemplar(True)
         builder = builder.with_target(query)
     return builder
 

@@ -33,6 +33,9 @@ class Target:
     expr: str
     legend: str = ""
     instant: bool = False
+    # Grafana asks Prometheus for the exemplars of the series the query reads and marks them on
+    # the graph: each one a moment (its moment_id), for ``motwatch moments --id``. Range queries only.
+    exemplars: bool = False
 
 
 @dataclass(frozen=True)
@@ -59,6 +62,12 @@ class Panel:
             raise ValueError(f"panel {self.title!r} has no query")
         if not 1 <= self.width <= 24:
             raise ValueError(f"panel {self.title!r}: width {self.width} is not 1-24")
+        if any(t.exemplars and (t.instant or self.kind != "timeseries") for t in self.targets):
+            raise ValueError(f"panel {self.title!r}: exemplars are shown only by a time series' range query")
+
+    @property
+    def exemplars(self) -> bool:
+        return any(target.exemplars for target in self.targets)
 
 
 @dataclass(frozen=True)

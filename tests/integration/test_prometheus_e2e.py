@@ -31,6 +31,7 @@ import shutil
 import urllib.error
 import urllib.parse
 import urllib.request
+from collections.abc import Sequence
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from typing import Any
@@ -265,8 +266,9 @@ class Prometheus(ServiceProcess):
 
     name = "prometheus"
 
-    def __init__(self, workdir: Path, worker_port: int) -> None:
+    def __init__(self, workdir: Path, worker_port: int, extra_args: Sequence[str] = ()) -> None:
         super().__init__(workdir)
+        self.extra_args = list(extra_args)  # more command-line flags, e.g. --enable-feature=…
         self.port = free_port()
         self.url = f"http://127.0.0.1:{self.port}"
         config = {
@@ -298,6 +300,7 @@ class Prometheus(ServiceProcess):
                 f"--config.file={self.workdir / 'prometheus.yml'}",
                 f"--storage.tsdb.path={self.workdir / 'data'}",
                 f"--web.listen-address=127.0.0.1:{self.port}",
+                *self.extra_args,
             ]
         )
 

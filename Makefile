@@ -78,17 +78,28 @@ broker: install jars
 	$(BIN)/motwatch broker
 
 # The benchmark (bench/README.md): its own broker, every figure, a table, and
-# bench/results/latest.json. bench-quick: a few figures at small sizes, under a minute.
+# bench/results/latest.json. bench-quick: a few figures at small sizes, a few minutes.
 BENCH_STAMP := $(VENV)/.bench-installed
 
 $(BENCH_STAMP): $(STAMP)
 	$(EDITABLE) $(BIN)/python -m pip install -q -e '.[test,bench]'
 	@touch $(BENCH_STAMP)
 
-bench: install jars $(BENCH_STAMP)
+# The peer (bench/quix_peer.py): Quix Streams alone in a virtualenv of its own, since it pins
+# pydantic and confluent-kafka below the versions motwatch installs (pyproject.toml, bench-peer).
+PEER_VENV  := $(VENV)/peer
+PEER_STAMP := $(PEER_VENV)/.installed
+
+$(PEER_STAMP): pyproject.toml $(STAMP)
+	$(PYTHON) -m venv $(PEER_VENV)
+	$(PEER_VENV)/bin/python -m pip install -q --upgrade pip
+	$(PEER_VENV)/bin/python -m pip install -q --group bench-peer
+	@touch $(PEER_STAMP)
+
+bench: install jars $(BENCH_STAMP) $(PEER_STAMP)
 	$(BIN)/python -m bench.run
 
-bench-quick: install jars $(BENCH_STAMP)
+bench-quick: install jars $(BENCH_STAMP) $(PEER_STAMP)
 	$(BIN)/python -m bench.run --quick
 
 clean:

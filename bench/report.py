@@ -1,4 +1,10 @@
-"""Targets, ratios to the baselines of the same run, and the table printed at the end."""
+"""Targets, ratios to the baselines of the same run, and the table printed at the end.
+
+Every events/s figure read from the end-to-end topic (raw client, naive Faust,
+end to end, core) is also given as a ratio to the peer, the bare Quix Streams
+app of the same run: what the fixed choice of Faust costs against the library a
+user would otherwise pick.
+"""
 
 from __future__ import annotations
 
@@ -36,6 +42,7 @@ def evaluate(result: dict[str, Any]) -> None:
     f = result["figures"]
     raw = _get(f, "raw_client", "events_per_s")
     naive = _get(f, "naive_faust", "events_per_s")
+    peer = _get(f, "quix_peer", "events_per_s")
     core = _get(f, "core", "events_per_s")
     e2e = f.get("e2e") or {}
     e2e_rate = e2e.get("events_per_s_per_worker")
@@ -45,6 +52,11 @@ def evaluate(result: dict[str, Any]) -> None:
         "e2e_to_naive_faust": _ratio(e2e.get("events_per_s"), naive),
         "e2e_to_core": _ratio(e2e.get("events_per_s"), core),
         "core_to_raw": _ratio(core, raw),
+        "quix_peer_to_raw": _ratio(peer, raw),
+        "raw_to_quix_peer": _ratio(raw, peer),
+        "naive_faust_to_quix_peer": _ratio(naive, peer),
+        "e2e_to_quix_peer": _ratio(e2e.get("events_per_s"), peer),
+        "core_to_quix_peer": _ratio(core, peer),
     }
     # Live memory: RSS growth of the end-to-end worker over the journeys it holds at the end.
     journeys = _get(e2e, "active_journeys", "journeys")
@@ -159,6 +171,7 @@ def table(result: dict[str, Any], previous: dict[str, Any] | None = None) -> str
 
     raw = f.get("raw_client") or {}
     naive = f.get("naive_faust") or {}
+    peer = f.get("quix_peer") or {}
     core = f.get("core") or {}
     e2e = f.get("e2e") or {}
     lat = f.get("latency") or {}
@@ -169,15 +182,23 @@ def table(result: dict[str, Any], previous: dict[str, Any] | None = None) -> str
         row(
             f"raw client ceiling (aiokafka + orjson, {_n(raw.get('events'))} events)",
             _n(raw.get("events_per_s"), f" {ev}"),
-            "baseline",
+            f"baseline; {_n(r.get('raw_to_quix_peer'))}× peer",
             prev=_prev(previous, "raw_client", "events_per_s", now=raw.get("events_per_s")),
         )
     if naive:
         row(
             f"naive Faust (pydantic, one at a time, {_n(naive.get('events'))} events)",
             _n(naive.get("events_per_s"), f" {ev}"),
-            f"{_n(r.get('naive_faust_to_raw'))}× raw",
+            f"{_n(r.get('naive_faust_to_raw'))}× raw, {_n(r.get('naive_faust_to_quix_peer'))}× peer",
             prev=_prev(previous, "naive_faust", "events_per_s", now=naive.get("events_per_s")),
+        )
+    if peer:
+        row(
+            f"peer: bare Quix Streams {peer.get('quixstreams', '')} (pydantic {peer.get('pydantic', '')}, "
+            f"one at a time, {_n(peer.get('events'))} events)",
+            _n(peer.get("events_per_s"), f" {ev}"),
+            f"baseline; {_n(r.get('quix_peer_to_raw'))}× raw",
+            prev=_prev(previous, "quix_peer", "events_per_s", now=peer.get("events_per_s")),
         )
     if e2e:
         label = "motwatch end to end (1 worker, {p} partitions, {e} events{c})".format(
@@ -189,7 +210,8 @@ def table(result: dict[str, Any], previous: dict[str, Any] | None = None) -> str
         row(
             label,
             _n(e2e.get("events_per_s"), f" {ev}"),
-            f"{_n(r.get('e2e_to_raw'))}× raw, {_n(r.get('e2e_to_naive_faust'))}× naive Faust",
+            f"{_n(r.get('e2e_to_raw'))}× raw, {_n(r.get('e2e_to_naive_faust'))}× naive Faust, "
+            f"{_n(r.get('e2e_to_quix_peer'))}× peer",
             " · ".join(
                 x
                 for x in (_mark(t.get("e2e_events_per_s_per_worker")), _mark(t.get("e2e_ratio_to_raw")))
@@ -201,7 +223,8 @@ def table(result: dict[str, Any], previous: dict[str, Any] | None = None) -> str
         row(
             f"core only (motwatch detect, one core, {_n(core.get('events'))} events)",
             _n(core.get("events_per_s"), f" {ev}"),
-            f"{_n(r.get('core_to_raw'))}× raw; e2e is {_n(r.get('e2e_to_core'))}× core",
+            f"{_n(r.get('core_to_raw'))}× raw, {_n(r.get('core_to_quix_peer'))}× peer; "
+            f"e2e is {_n(r.get('e2e_to_core'))}× core",
             _mark(t.get("core_events_per_s")),
             _prev(previous, "core", "events_per_s", now=core.get("events_per_s")),
         )

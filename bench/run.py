@@ -49,10 +49,10 @@ SCHEMA = 1
 @dataclass(frozen=True)
 class Plan:
     mode: str
-    journeys: int  # the end-to-end topic (and core, raw client, naive Faust)
+    journeys: int  # the end-to-end topic (and core, raw client, naive Faust, the Quix Streams peer)
     small_journeys: int  # scaling and the latency background
     partitions: int
-    naive_max_events: int
+    naive_max_events: int  # naive Faust and the peer read at most this many
     e2e_timeout_s: float
     latency_s: float
     latency_warmup_s: float
@@ -88,6 +88,7 @@ FULL = Plan(
         "core",
         "raw_client",
         "naive_faust",
+        "quix_peer",
         "e2e",
         "latency",
         "memory",
@@ -112,7 +113,7 @@ QUICK = Plan(
     recovery_sizes=(10_000,),
     scaling_partitions=8,
     scaling_timeout_s=0,
-    figures=("core", "raw_client", "naive_faust", "e2e", "recovery", "collector"),
+    figures=("core", "raw_client", "naive_faust", "quix_peer", "e2e", "recovery", "collector"),
     collector_events=10_000,
     collector_clients=4,
 )
@@ -193,8 +194,27 @@ class Run:
         return result
 
 
+# The peer runs in a virtualenv of its own (``make bench`` makes it): Quix Streams pins pydantic and
+# confluent-kafka below the versions motwatch installs.
+PEER_PYTHON = REPO / ".venv" / "peer" / "bin" / "python"
+
+
 def _naive_faust(run: Run, topic: str, expect: int) -> dict[str, Any]:
-    out = run.workdir / "naive-faust.json"
+    # No web server: its default port may be taken by another worker on the machine.
+    command = [PYTHON, "-m", "bench.naive_faust", "worker", "-l", "warn", "--without-web"]
+    return _bare_app(run, "naive Faust", "naive-faust", command, topic, expect)
+
+
+def _quix_peer(run: Run, topic: str, expect: int) -> dict[str, Any]:
+    if not PEER_PYTHON.exists():
+        raise BenchError(f"no {PEER_PYTHON.relative_to(REPO)}: `make bench-quick` installs the peer")
+    command = [str(PEER_PYTHON), "-m", "bench.quix_peer"]
+    return _bare_app(run, "the Quix Streams peer", "quix-peer", command, topic, expect)
+
+
+def _bare_app(run: Run, label: str, name: str, command: list[str], topic: str, expect: int) -> dict[str, Any]:
+    """Run a bare app (naive Faust, the peer) on the topic until it wrote its figure, then stop it."""
+    out = run.workdir / f"{name}.json"
     env = bench_env(
         BENCH_BROKER=run.bootstrap,
         BENCH_TOPIC=topic,
@@ -202,27 +222,21 @@ def _naive_faust(run: Run, topic: str, expect: int) -> dict[str, Any]:
         BENCH_OUT=str(out),
         BENCH_DATADIR=str(run.workdir),
     )
-    log_path = run.workdir / "naive-faust.log"
+    log_path = run.workdir / f"{name}.log"
     import subprocess
 
     with open(log_path, "wb") as log_file:
         proc = subprocess.Popen(
-            # No web server: its default port may be taken by another worker on the machine.
-            [PYTHON, "-m", "bench.naive_faust", "worker", "-l", "warn", "--without-web"],
-            env=env,
-            cwd=REPO,
-            stdout=log_file,
-            stderr=subprocess.STDOUT,
-            start_new_session=True,
+            command, env=env, cwd=REPO, stdout=log_file, stderr=subprocess.STDOUT, start_new_session=True
         )
     try:
         deadline = time.monotonic() + 120 + expect / 2000
         while not out.exists():
             if proc.poll() is not None:
                 tail = log_path.read_text()[-800:]
-                raise BenchError(f"naive Faust exited with {proc.returncode}: {tail!r}")
+                raise BenchError(f"{label} exited with {proc.returncode}: {tail!r}")
             if time.monotonic() > deadline:
-                raise BenchError("naive Faust did not read every event in time")
+                raise BenchError(f"{label} did not read every event in time")
             time.sleep(0.2)
         return json.loads(out.read_text())
     finally:
@@ -248,7 +262,9 @@ def main(argv: list[str] | None = None) -> int:
         "--smoke", action="store_true", help="every figure at toy sizes: does each measurement still run?"
     )
     parser.add_argument(
-        "--only", default=None, help="comma-separated figures to run (core,raw_client,naive_faust,e2e,...)"
+        "--only",
+        default=None,
+        help="comma-separated figures to run (core,raw_client,naive_faust,quix_peer,e2e,...)",
     )
     parser.add_argument("--journeys", type=int, default=None, help="override the end-to-end size")
     parser.add_argument("--small-journeys", type=int, default=None, help="override the scaling/latency size")
@@ -369,7 +385,7 @@ def _measure(run: Run, plan: Plan, big: Path, big_meta: dict, small: Path, small
             ),
         )
 
-    # The end-to-end topic, pre-filled once; the raw client and naive Faust read it too.
+    # The end-to-end topic, pre-filled once; the raw client, naive Faust and the peer read it too.
     prefill = run.step("_prefill", lambda: asyncio.run(e2e.prefill(run.bootstrap, prefix, big, p)))
     if prefill is None:
         return
@@ -383,6 +399,9 @@ def _measure(run: Run, plan: Plan, big: Path, big_meta: dict, small: Path, small
     naive = run.step("naive_faust", lambda: _naive_faust(run, topic, naive_expect))
     if naive is not None:
         naive["events_of_topic"] = events
+    peer = run.step("quix_peer", lambda: _quix_peer(run, topic, naive_expect))
+    if peer is not None:
+        peer["events_of_topic"] = events
 
     if expected is None and "e2e" in plan.figures:
         run.errors["e2e"] = "no expected moment count (the core run failed)"

@@ -16,6 +16,7 @@ from motwatch.commands import (
     demo,
     detect,
     evaluate,
+    explain,
     moments,
     produce,
     record,
@@ -43,6 +44,7 @@ COMMANDS = (
     demo,
     status,
     moments,
+    explain,
     detect,
     schema,
 )

@@ -321,6 +321,9 @@ class Settings(_Strict):
     app_id: str = Field(default="motwatch", min_length=1)
     web_port: int = Field(default=6066, ge=0, le=65535)
     web_bind: str = "127.0.0.1"
+    # Whether the worker's /journeys/{key} (one journey's live state, for motwatch explain) answers
+    # requests from other machines; false: from a loopback address only.
+    explain_from_network: bool = False
     # The HTTP collector (motwatch collect): where it listens, the write keys a sender must give
     # (MOTWATCH_WRITE_KEYS=k1,k2), and the web origins whose pages may read its answers ("*": any).
     collector_port: int = Field(default=8088, ge=0, le=65535)

@@ -11,7 +11,7 @@ import logging
 from collections.abc import Awaitable, Callable, Iterable, Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, cast
+from typing import TYPE_CHECKING, Any, cast
 
 import faust
 from aiokafka import AIOKafkaProducer
@@ -30,6 +30,9 @@ from motwatch.streams.delivery import Deliveries
 from motwatch.streams.faust_internals import aiokafka_producer, codec_type, restart_idempotence
 from motwatch.streams.metrics import Metrics
 from motwatch.streams.reachability import watch_kafka
+
+if TYPE_CHECKING:
+    from motwatch.agents.journeys import PartitionEngines
 
 
 class TextCodec(codecs.Codec):
@@ -135,6 +138,8 @@ class Motwatch:
     deliveries: Deliveries = field(init=False)
     # What a topic's records are, for the write-failure counter's label.
     stream_of: Callable[[str], str] = field(init=False)
+    # The journey agent's engines, for /journeys/{key} (streams/journey_view.py).
+    journey_engines: PartitionEngines | None = field(init=False, default=None)
 
     def __post_init__(self) -> None:
         s = self.settings
@@ -357,6 +362,6 @@ def create_app(
     from motwatch.agents import input_topic, journeys
 
     partitions = settings.partitions if input_partitions is None else input_partitions
-    journeys.register(mw, input_topic.register(mw, partitions=partitions))
+    mw.journey_engines = journeys.register(mw, input_topic.register(mw, partitions=partitions)).engines
     watch_kafka(app, mw.metrics)  # motwatch_kafka_* gauges: a probe every second
     return mw

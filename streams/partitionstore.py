@@ -63,6 +63,7 @@ _NOT_TIMING = {
     "replication_factor",
     "web_port",
     "web_bind",
+    "explain_from_network",
     "store",
     "data_dir",
     "deadletter_retention_days",

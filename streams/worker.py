@@ -16,6 +16,7 @@ from motwatch.listening import listen_socket
 from motwatch.settings import Settings
 from motwatch.streams.app import create_app
 from motwatch.streams.faust_internals import leave_group_on_stop, shutdown_signalled
+from motwatch.streams.journey_view import JourneyView
 from motwatch.streams.web import HEALTHY, WebServer, url_file
 
 
@@ -91,7 +92,13 @@ def run_worker(settings: Settings, *, input_partitions: int, loglevel: str = "in
         instance_id=instance_id_of(settings),
     )
     collect_less_often()
-    web = WebServer(sock, mw.metrics.registry, lambda: worker.health(), url_file(settings))
+
+    def health() -> str:
+        return worker.health()
+
+    assert mw.journey_engines is not None
+    view = JourneyView(mw, mw.journey_engines, health)
+    web = WebServer(sock, mw.metrics.registry, health, url_file(settings), extra_routes=view.routes())
     worker = BoundedWorker(mw.app, web, loglevel=loglevel, quiet=True)
     worker.grace_s = settings.shutdown_grace_s
     worker.execute_from_commandline()

@@ -254,18 +254,14 @@ def filters_of(args: argparse.Namespace) -> Filters:
 
 
 # -- reading -------------------------------------------------------------------
-async def read_values(
-    target: Target, topic: str, since_ms: int, until_ms: int | None, journey: str | None
-) -> tuple[list[bytes | None], int]:
-    """The values of the topic's records stamped within the range, and how many records were read.
+async def read_range(
+    target: Target, topic: str, since_ms: int, until_ms: int | None, partition: int | None = None
+) -> tuple[list[Any], int]:
+    """The topic's records (aiokafka's) stamped within the range, and how many records were read.
 
-    With ``journey`` only the partition its key maps to is read.
+    With ``partition`` only that partition is read.
     """
-    offsets = None
-    if journey is not None:
-        partitions = await partition_ids(target, topic)
-        if partitions:
-            offsets = {partition_for_key(journey, len(partitions)): (None, None)}
+    offsets = None if partition is None else {partition: (None, None)}
     selection = Selection(
         since_ms=since_ms, until_ms=_OPEN_END_MS if until_ms is None else until_ms, offsets=offsets
     )
@@ -275,13 +271,29 @@ async def read_values(
         nonlocal read
         read += 1
 
-    values = [
-        record.value
+    records = [
+        record
         async for record in read_records(
             target, topic, from_beginning=False, idle_s=None, selection=selection, seen=seen
         )
     ]
-    return values, read
+    return records, read
+
+
+async def read_values(
+    target: Target, topic: str, since_ms: int, until_ms: int | None, journey: str | None
+) -> tuple[list[bytes | None], int]:
+    """The values of the topic's records stamped within the range, and how many records were read.
+
+    With ``journey`` only the partition its key maps to is read.
+    """
+    partition = None
+    if journey is not None:
+        partitions = await partition_ids(target, topic)
+        if partitions:
+            partition = partition_for_key(journey, len(partitions))
+    records, read = await read_range(target, topic, since_ms, until_ms, partition)
+    return [record.value for record in records], read
 
 
 def run(args: argparse.Namespace) -> int:

@@ -60,7 +60,11 @@ def threshold(kind: str, details: Mapping[str, Any], settings: Settings) -> dict
     if kind == "checkout_error":
         bar = kinds.checkout_error.min_http_status
         if details.get("step") == "payment":
-            return rule("min_http_status", bar, "a payment_failed event fails the checkout at once")
+            return {
+                "setting": None,
+                "value": None,
+                "rule": "a payment_failed event fails the checkout at once",
+            }
         return rule("min_http_status", bar, f"a checkout step answered with HTTP status >= {bar}")
     if kind == "broken_link":
         bar = kinds.broken_link.min_http_status
@@ -100,6 +104,14 @@ def _milestones(touchpoints: Iterable[Touchpoint], state: JourneyState | None) -
 
 def _at(ms: int | None) -> str | None:
     return None if ms is None else iso_ms(ms)
+
+
+def _evidence(event_id: str, events: Mapping[str, Touchpoint]) -> dict[str, Any]:
+    """An evidence event: its id, and its type and time when it was among the touchpoints read."""
+    event = events.get(event_id)
+    if event is None:
+        return {"event_id": event_id}
+    return {"event_id": event_id, "type": event.type, "occurred_at": _at(event.occurred_ms)}
 
 
 def _occurred_ms(moment: Mapping[str, Any]) -> int:
@@ -167,16 +179,18 @@ def assemble(
             for item in getattr(state, field_name).values():
                 if item.get("state") != "open":
                     continue
-                due = item["deadline_ms"]
+                due, started = item["deadline_ms"], item.get("started_ms", item["deadline_ms"])
+                # The window the worker gave the item: its deadline less its start.
+                window = {"sla_s" if kind == "chat_unanswered" else "window_s": (due - started) / 1000}
                 deadlines.append(
                     {
                         "kind": kind,
                         "item": item.get(name),
-                        "started_at": _at(item.get("started_ms")),
+                        "started_at": _at(started),
                         "due_at": _at(due),
                         "due_in_s": None if watermark_ms is None else (due - watermark_ms) / 1000,
-                        "evidence": [item["event_id"]] if item.get("event_id") else [],
-                        "threshold": threshold(kind, {}, settings),
+                        "evidence": [_evidence(item["event_id"], unique)] if item.get("event_id") else [],
+                        "threshold": threshold(kind, window, settings),
                     }
                 )
         deadlines.sort(key=lambda d: (d["due_at"], d["kind"], str(d["item"])))
@@ -190,14 +204,7 @@ def assemble(
         seen.values(), key=lambda m: (_occurred_ms(m), m.get("status") != "failed", m["moment_id"])
     ):
         details = m.get("details") if isinstance(m.get("details"), dict) else {}
-        evidence = []
-        for event_id in m.get("evidence") or []:
-            event = unique.get(event_id)
-            evidence.append(
-                {"event_id": event_id}
-                if event is None
-                else {"event_id": event_id, "type": event.type, "occurred_at": _at(event.occurred_ms)}
-            )
+        evidence = [_evidence(event_id, unique) for event_id in m.get("evidence") or []]
         reported.append(
             {
                 "moment_id": m["moment_id"],
@@ -304,11 +311,8 @@ def render(story: Mapping[str, Any]) -> list[str]:
         when = (
             "" if due_in is None else (f" (in {span(due_in)} of event time)" if due_in >= 0 else " (passed)")
         )
-        th = d["threshold"]
-        lines.append(
-            f"  {d['kind']} {d['item']}: started {d['started_at']}, due {d['due_at']}{when}; "
-            f"{th['setting']}={th['value']:g}; evidence {', '.join(d['evidence'])}"
-        )
+        lines.append(f"  {d['kind']} {d['item']}: due {d['due_at']}{when}, started {d['started_at']}")
+        lines += _why(d)
 
     moments = story["moments"]
     lines += ["", f"Moments ({len(moments)})"]
@@ -317,12 +321,16 @@ def render(story: Mapping[str, Any]) -> list[str]:
             f"  {m['occurred_at']}  {m['kind']} {m['status']}  {m['moment']} {m['phase']}  "
             f"{m['severity']} -> {m['owner']}  id {str(m['moment_id'])[:12]}"
         )
-        th = m["threshold"]
-        setting = "" if th["setting"] is None else f" ({th['setting']}={th['value']:g})"
-        lines.append(f"      threshold: {th['rule']}{setting}")
-        evidence = [
-            e["event_id"] if "type" not in e else f"{e['event_id']} ({e['type']} at {e['occurred_at']})"
-            for e in m["evidence"]
-        ]
-        lines.append(f"      evidence: {', '.join(evidence) or 'none'}")
+        lines += _why(m)
     return lines
+
+
+def _why(entry: Mapping[str, Any]) -> list[str]:
+    """A deadline's or a moment's threshold and evidence, as two indented lines."""
+    th = entry["threshold"]
+    setting = "" if th["setting"] is None else f" ({th['setting']}={th['value']:g})"
+    evidence = [
+        e["event_id"] if "type" not in e else f"{e['event_id']} ({e['type']} at {e['occurred_at']})"
+        for e in entry["evidence"]
+    ]
+    return [f"      threshold: {th['rule']}{setting}", f"      evidence: {', '.join(evidence) or 'none'}"]

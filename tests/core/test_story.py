@@ -58,13 +58,17 @@ def test_touchpoints_in_event_time_with_moment_and_phase_and_the_abandoned_check
     assert deadline["kind"] == "abandoned_checkout" and deadline["item"] == "cart-2"
     assert (deadline["started_at"], deadline["due_at"]) == (iso(2000), iso(3800))
     assert deadline["due_in_s"] == 1700
-    assert deadline["evidence"] == ["c2"]
+    assert deadline["evidence"] == [{"event_id": "c2", "type": "checkout_started", "occurred_at": iso(2000)}]
+    assert deadline["threshold"]["value"] == 1800
     assert story["watermark"] == iso(2100)
     assert story["joined_from"] == [] and story["merged_into"] is None
 
     text = "\n".join(render(story))
     assert "not joined from an anonymous journey" in text
-    assert "abandoned_checkout cart-2: started" in text and "(in 28 min 20 s of event time)" in text
+    assert (
+        f"abandoned_checkout cart-2: due {iso(3800)} (in 28 min 20 s of event time), started {iso(2000)}"
+        in text
+    )
     assert (
         "threshold: no order within 30 min of checkout_started (kinds.abandoned_checkout.window_s=1800)"
         in text

@@ -10,7 +10,9 @@ journey's touchpoints, its moments with evidence and threshold, and its open
 deadline; the same as JSON. The worker listens on every address, and refuses
 a request that reaches it over the network. With the worker stopped, the
 command falls back to Kafka and says so in one line, and the state it shows
-is the one the worker last stored.
+is the one the worker last stored. With two workers sharing the partitions,
+each names the other as the owner of the other's journeys (as Faust's
+assignor has it), and ``motwatch explain`` asked at the wrong one asks there.
 """
 
 from __future__ import annotations
@@ -27,7 +29,7 @@ import orjson
 import pytest
 
 from motwatch.core.partitioner import partition_for_key
-from tests.workers import WorkerProcess, motwatch_env, read_topic, run_cli
+from tests.workers import WorkerProcess, motwatch_env, read_topic, run_cli, wait_until
 
 pytestmark = pytest.mark.integration
 
@@ -214,3 +216,49 @@ def test_explain_from_the_worker_and_from_kafka(kafka_bootstrap, topic_prefix, t
 
     code, out, err = explain(env, "nobody-at-all")
     assert code == 1
+
+
+def test_a_worker_names_the_owner_of_a_journey_and_explain_asks_there(
+    kafka_bootstrap, topic_prefix, tmp_path
+):
+    settings = {k: v for k, v in SETTINGS.items() if k != "web_bind"}
+    env_a = motwatch_env(kafka_bootstrap, topic_prefix, **settings)
+    env_b = motwatch_env(kafka_bootstrap, topic_prefix, **settings)
+    url_a, url_b = (f"http://127.0.0.1:{env['MOTWATCH_WEB_PORT']}" for env in (env_a, env_b))
+    # One journey on each journey partition.
+    keys = {}
+    for i in range(50):
+        keys.setdefault(partition_for_key(f"cust-route-{i}", PARTITIONS), f"cust-route-{i}")
+    assert len(keys) == PARTITIONS
+    now = datetime.now(UTC)
+    events = [
+        _event(f"r-{key}", now - timedelta(minutes=5), "checkout_started", customer=key, channel="checkout",
+               cart_id=f"cart-{key}")
+        for key in keys.values()
+    ]  # fmt: skip
+    (tmp_path / "feed.jsonl").write_bytes(b"".join(orjson.dumps(e) + b"\n" for e in events))
+
+    with WorkerProcess(env_a, tmp_path / "a") as a, WorkerProcess(env_b, tmp_path / "b") as b:
+        done = run_cli("produce", str(tmp_path / "feed.jsonl"), env=env_a)
+        assert done.returncode == 0, done.stderr.decode()
+        answers: dict[tuple[str, str], tuple[int, dict]] = {}
+
+        def settled() -> bool:
+            """Each worker holds one partition, the journey there, and names the other for the other."""
+            for url in (url_a, url_b):
+                for key in keys.values():
+                    answers[(url, key)] = get(f"{url}/journeys/{key}")
+            statuses = sorted(sorted(answers[(url, k)][0] for k in keys.values()) for url in (url_a, url_b))
+            return statuses == [[200, 421], [200, 421]]
+
+        wait_until(settled, 90, "the two workers to share the partitions, each with its journey")
+        for (url, key), (status, body) in answers.items():
+            if status == 421:
+                other = url_b if url == url_a else url_a
+                assert body["owner"] == other and answers[(other, key)][0] == 200
+                code, out, err = explain(env_a, key, "--json", "--url", url)
+                assert code == 0, err
+                story = orjson.loads(out)
+                assert story["source"]["from"] == "worker" and story["source"]["url"] == other
+                assert [d["item"] for d in story["open_deadlines"]] == [f"cart-{key}"]
+        assert a.alive() and b.alive()

@@ -166,6 +166,13 @@ def test_explain_from_the_worker_and_from_kafka(kafka_bootstrap, topic_prefix, t
         check_story(story, now)
         assert story["state"]["held_events"] == 0
 
+        # motwatch moments lists the same moments the worker reported for the journey.
+        done = run_cli("moments", "--journey", CUSTOMER, "--json", env=env)
+        assert done.returncode == 0, done.stderr.decode()
+        listed = [orjson.loads(line) for line in done.stdout.splitlines()]
+        assert sorted(m["moment_id"] for m in listed) == sorted(m["moment_id"] for m in story["moments"])
+        assert [m["kind"] for m in listed] == ["abandoned_checkout", "checkout_error"]  # newest first
+
         # The same story as text, on one screen.
         code, out, err = explain(env, CUSTOMER, "--url", f"127.0.0.1:{port}")
         assert code == 0, err

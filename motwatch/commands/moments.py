@@ -2,9 +2,10 @@
 
 What an on-call person reads after an alert. ``--since`` and ``--until`` are
 record times (when the worker reported the moment): the read starts, per
-partition, at the first record of ``--since`` (Kafka's offsets by time) and
-stops at the end each partition had when the command began, so a busy topic
-is never read whole. ``--journey`` reads only the partition that journey's
+partition, at the first record of ``--since`` and stops at the first one
+past ``--until`` (Kafka's offsets by time: the moments topic's records are
+stamped when written), or at the end each partition had when the command
+began, so a busy topic is never read whole. ``--journey`` reads only the partition that journey's
 moments are keyed to (Kafka's default partitioner). The rows are sorted by
 ``occurred_at`` (event time), newest first, ties by ``moment_id``. Output is
 a table, or JSON lines with ``--json`` (the counts then go to stderr, so
@@ -263,7 +264,10 @@ async def read_range(
     """
     offsets = None if partition is None else {partition: (None, None)}
     selection = Selection(
-        since_ms=since_ms, until_ms=_OPEN_END_MS if until_ms is None else until_ms, offsets=offsets
+        since_ms=since_ms,
+        until_ms=_OPEN_END_MS if until_ms is None else until_ms,
+        offsets=offsets,
+        until_ends_read=until_ms is not None,
     )
     read = 0
 

@@ -29,6 +29,10 @@ class Selection:
     since_ms: int | None = None
     until_ms: int | None = None
     offsets: dict[int, tuple[int | None, int | None]] | None = None
+    # Stop each partition at its first record stamped after ``until_ms``, found by the broker's
+    # time index, rather than reading on to the end: right where timestamps grow with offsets
+    # (the moments topic, stamped when written); a producer's own stamps may be out of order.
+    until_ends_read: bool = False
 
     @property
     def bounded(self) -> bool:
@@ -67,9 +71,14 @@ async def _start_positions(
             else:
                 consumer.seek(tp, stamp.offset)
     ends = await consumer.end_offsets(tps)
+    past: dict[TopicPartition, Any] = {}
+    if selection.until_ends_read and selection.until_ms is not None:
+        past = await consumer.offsets_for_times({tp: selection.until_ms + 1 for tp in tps})
     stops: dict[TopicPartition, int] = {}
     for tp in tps:
         stop = ends[tp]
+        if past.get(tp) is not None:
+            stop = min(stop, past[tp].offset)
         if selection.offsets is not None:
             first, last = selection.offsets.get(tp.partition, (None, None))
             if first is not None:

@@ -1,6 +1,7 @@
 """``motwatch moments`` against the session's broker: real moments (``motwatch detect`` on a seeded
 simulation) on a 3-partition moments topic, some stamped hours ago and some minutes ago; the command's
-rows are the expected subset, newest first, its counts right, and ``--since`` reads no older record.
+rows are the expected subset, newest first, its counts right, ``--since`` reads no older record and
+``--until`` no newer one.
 """
 
 from __future__ import annotations
@@ -162,3 +163,5 @@ def test_until_and_the_table(stocked):
     ]
     assert lines[1 + len(expected)] == f"{len(expected)} moments matched, {len(expected)} shown"
     assert _counts(lines[2 + len(expected) :]) == _expected_counts(old)
+    # Each partition's reading stopped at its first record past --until: the recent ones were not read.
+    assert _read(done.stderr) == len(old) < len(moments)

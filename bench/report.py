@@ -57,6 +57,9 @@ def evaluate(result: dict[str, Any]) -> None:
         "naive_faust_to_quix_peer": _ratio(naive, peer),
         "e2e_to_quix_peer": _ratio(e2e.get("events_per_s"), peer),
         "core_to_quix_peer": _ratio(core, peer),
+        "naive_faust_cpu_to_quix_peer": _ratio(
+            _get(f, "naive_faust", "cpu_us_per_event"), _get(f, "quix_peer", "cpu_us_per_event")
+        ),
     }
     # Live memory: RSS growth of the end-to-end worker over the journeys it holds at the end.
     journeys = _get(e2e, "active_journeys", "journeys")
@@ -188,7 +191,7 @@ def table(result: dict[str, Any], previous: dict[str, Any] | None = None) -> str
     if naive:
         row(
             f"naive Faust (pydantic, one at a time, {_n(naive.get('events'))} events)",
-            _n(naive.get("events_per_s"), f" {ev}"),
+            _bare_value(naive),
             f"{_n(r.get('naive_faust_to_raw'))}× raw, {_n(r.get('naive_faust_to_quix_peer'))}× peer",
             prev=_prev(previous, "naive_faust", "events_per_s", now=naive.get("events_per_s")),
         )
@@ -196,8 +199,9 @@ def table(result: dict[str, Any], previous: dict[str, Any] | None = None) -> str
         row(
             f"peer: bare Quix Streams {peer.get('quixstreams', '')} (pydantic {peer.get('pydantic', '')}, "
             f"one at a time, {_n(peer.get('events'))} events)",
-            _n(peer.get("events_per_s"), f" {ev}"),
-            f"baseline; {_n(r.get('quix_peer_to_raw'))}× raw",
+            _bare_value(peer),
+            f"baseline; {_n(r.get('quix_peer_to_raw'))}× raw; "
+            f"naive Faust's CPU per event {_n(r.get('naive_faust_cpu_to_quix_peer'))}× its",
             prev=_prev(previous, "quix_peer", "events_per_s", now=peer.get("events_per_s")),
         )
     if e2e:
@@ -319,6 +323,12 @@ def table(result: dict[str, Any], previous: dict[str, Any] | None = None) -> str
     for name, error in result.get("errors", {}).items():
         out.append(f"! {name}: {error}")
     return "\n".join(out)
+
+
+def _bare_value(figure: dict[str, Any]) -> str:
+    """A bare app's events/s and the CPU its process spent per event (naive Faust, the peer)."""
+    cpu = figure.get("cpu_us_per_event")
+    return _n(figure.get("events_per_s"), " ev/s") + (f", {_n(cpu)} µs CPU/event" if cpu else "")
 
 
 def _prev_point(previous: dict[str, Any] | None, store: str, n: int, now: float | None) -> str:

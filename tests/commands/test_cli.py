@@ -33,6 +33,7 @@ COMMANDS = (
     "detect",
     "status",
     "moments",
+    "explain",
     "schema",
 )
 

@@ -117,10 +117,9 @@ class KafkaRead:
 
     touchpoints: list[Touchpoint] = field(default_factory=list)
     moments: list[dict[str, Any]] = field(default_factory=list)
-    # The journeys changelog's last record of the key: absent (False), a tombstone (None) or a state.
-    stored: JourneyState | bool | None = False
+    # The state the journeys changelog last holds for the key (None: none, deleted, or unreadable).
+    stored: JourneyState | None = None
     watermark_ms: int | None = None
-    read: int = 0
 
 
 def changelog_topic(settings: Settings, table: str) -> str:
@@ -128,9 +127,9 @@ def changelog_topic(settings: Settings, table: str) -> str:
     return f"{settings.worker_app_id}-{table}-changelog"
 
 
-def _touchpoints(values: list[Inbound], settings: Settings) -> list[Touchpoint]:
-    """The touchpoints among input records, in motwatch's format or the configured vendor's."""
-    convert = input_format(settings)
+def _touchpoints(values: list[Inbound], settings: Settings, vendor: bool) -> list[Touchpoint]:
+    """The touchpoints among records in motwatch's format, or (``vendor``) the input topic's format."""
+    convert = input_format(settings) if vendor else None
     out = []
     for record in values:
         items = [record] if convert is None else [i for i in convert(record) if isinstance(i, Inbound)]
@@ -178,8 +177,7 @@ async def read_kafka(
         partition = journey_partition if topic in own else partition_for_key(key, counts[topic])
         if partition >= counts[topic]:
             return []
-        records, read = await read_range(target, topic, since, None, partition)
-        out.read += read
+        records, _ = await read_range(target, topic, since, None, partition)
         return records
 
     encoded = key.encode("utf-8", "surrogateescape")
@@ -192,19 +190,18 @@ async def read_kafka(
     )
     mine = [
         e
-        for e in _touchpoints([_inbound(r) for r in inputs], settings)
+        for e in _touchpoints([_inbound(r) for r in inputs], settings, vendor=True)
         if e.journey_key == key or (e.type == "identify" and e.anonymous_id == key)
     ]
     rekeyed = [_inbound(r) for r in by_journey if r.key == encoded]
-    mine += _touchpoints([r for r in rekeyed if RECORD not in (r.headers or {})], settings)
+    # The re-keyed topic carries touchpoints in motwatch's format, and the worker's own records.
+    mine += _touchpoints([r for r in rekeyed if RECORD not in (r.headers or {})], settings, vendor=False)
     out.touchpoints = mine
     out.moments = select((r.value for r in moments), MomentFilters(journey=key)).moments
-    for record in stored:
-        if record.key == encoded:
-            out.stored = record.value
-    if isinstance(out.stored, bytes):
+    last = next((r.value for r in reversed(stored) if r.key == encoded), None)
+    if last:
         try:
-            out.stored = JourneyState.unpack(out.stored)
+            out.stored = JourneyState.unpack(last)
         except UnreadableStateError:
             out.stored = None
     for record in clock:
@@ -287,7 +284,7 @@ def run(args: argparse.Namespace) -> int:
             "note": f"state from the worker at {answer.url} (partition {answer.partition}){held}",
         }
     else:
-        state = read.stored if isinstance(read.stored, JourneyState) else None
+        state = read.stored
         watermark = read.watermark_ms
         found = "no stored state" if state is None else "the state the worker last stored"
         source = {
@@ -295,9 +292,11 @@ def run(args: argparse.Namespace) -> int:
             "reason": why,
             "note": f"{why}: {found}, from Kafka",
         }
-        print(f"motwatch explain: {source['note']}", file=sys.stderr)
     if state is None and not read.touchpoints and not read.moments:
-        raise UsageError(f"no journey {key!r}: no state, touchpoints or moments of it were found")
+        asked = "the worker" if answer is not None else "Kafka (no worker answered)"
+        raise UsageError(f"no journey {key!r}: {asked} knows no state, touchpoints or moments of it")
+    if answer is None:
+        print(f"motwatch explain: {source['note']}", file=sys.stderr)
     story = assemble(
         key, read.touchpoints, read.moments, state, settings, watermark_ms=watermark, source=source
     )

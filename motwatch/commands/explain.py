@@ -127,7 +127,7 @@ def changelog_topic(settings: Settings, table: str) -> str:
     return f"{settings.worker_app_id}-{table}-changelog"
 
 
-def _touchpoints(values: list[Inbound], settings: Settings, vendor: bool) -> list[Touchpoint]:
+def touchpoints_of(values: list[Inbound], settings: Settings, vendor: bool) -> list[Touchpoint]:
     """The touchpoints among records in motwatch's format, or (``vendor``) the input topic's format."""
     convert = input_format(settings) if vendor else None
     out = []
@@ -190,12 +190,12 @@ async def read_kafka(
     )
     mine = [
         e
-        for e in _touchpoints([_inbound(r) for r in inputs], settings, vendor=True)
+        for e in touchpoints_of([_inbound(r) for r in inputs], settings, vendor=True)
         if e.journey_key == key or (e.type == "identify" and e.anonymous_id == key)
     ]
     rekeyed = [_inbound(r) for r in by_journey if r.key == encoded]
     # The re-keyed topic carries touchpoints in motwatch's format, and the worker's own records.
-    mine += _touchpoints([r for r in rekeyed if RECORD not in (r.headers or {})], settings, vendor=False)
+    mine += touchpoints_of([r for r in rekeyed if RECORD not in (r.headers or {})], settings, vendor=False)
     out.touchpoints = mine
     out.moments = select((r.value for r in moments), MomentFilters(journey=key)).moments
     last = next((r.value for r in reversed(stored) if r.key == encoded), None)

@@ -1,13 +1,18 @@
-"""``motwatch explain`` as a user meets it without a worker or a broker: one-line errors, the worker's URL."""
+"""``motwatch explain`` without a worker or a broker: one-line errors, the worker's URL, topic formats."""
 
 from __future__ import annotations
 
 import os
 from pathlib import Path
 
+import orjson
 import pytest
 
-from motwatch.commands.explain import NoWorker, ask_worker, base_url
+from motwatch.commands.explain import NoWorker, ask_worker, base_url, touchpoints_of
+from motwatch.core.dispatch import Inbound
+from motwatch.settings import Settings
+from tests.adapters.examples import SEGMENT_PAGE
+from tests.journeys import line
 from tests.workers import free_port, run_cli
 
 pytestmark = pytest.mark.external
@@ -60,3 +65,13 @@ def test_a_worker_that_does_not_answer_is_named_in_one_line():
 )
 def test_a_worker_is_named_by_host_and_port_or_any_of_its_urls(given):
     assert base_url(given) == "http://127.0.0.1:6066"
+
+
+def test_the_input_topic_is_read_in_its_format_and_the_rekeyed_topic_in_motwatchs():
+    segment = Settings.model_validate({"input_format": "segment"})
+    page = Inbound(orjson.dumps(SEGMENT_PAGE), 0, timestamp_ms=None)
+    own = Inbound(line("page_view", 0, key="97980cfea0067", url="https://shop.example/"), 0)
+    [converted] = touchpoints_of([page], segment, vendor=True)
+    assert (converted.journey_key, converted.type) == ("97980cfea0067", "page_view")
+    assert [e.type for e in touchpoints_of([own, page], segment, vendor=False)] == ["page_view"]
+    assert touchpoints_of([own], Settings(), vendor=True)[0].event_id == orjson.loads(own.value)["event_id"]

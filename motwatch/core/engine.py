@@ -310,7 +310,7 @@ class JourneyEngine:
             found = detector.on_event(state, event)
             if found:
                 step.moments.extend(found)
-        self._note_milestones(state, event)
+        self.note_milestones(state, event)
         if moment not in state.reached and event.type != "identify":
             state.reached.append(moment)
             state.reached.sort(key=MOMENT_ORDER.index)
@@ -319,7 +319,8 @@ class JourneyEngine:
         self.stats["applied"] += 1
 
     @staticmethod
-    def _note_milestones(state: JourneyState, event: Touchpoint) -> None:
+    def note_milestones(state: JourneyState, event: Touchpoint) -> None:
+        """The milestones ``event`` reaches (first product view, first order), kept in ``state``."""
         props: Any = event.properties
         at = event.occurred_ms
         if event.type == "page_view" and props.page_category == "product" and props.http_status < 400:

@@ -98,7 +98,7 @@ def _milestones(touchpoints: Iterable[Touchpoint], state: JourneyState | None) -
     """The journey's milestones: the state's, and any its touchpoints show earlier."""
     scratch = JourneyState(key="", milestones=dict(state.milestones) if state else {})
     for event in touchpoints:
-        JourneyEngine._note_milestones(scratch, event)
+        JourneyEngine.note_milestones(scratch, event)
     return scratch.milestones
 
 

@@ -10,15 +10,12 @@ posts, in order.
 from __future__ import annotations
 
 import json
-import shutil
 import threading
 import urllib.error
 import urllib.request
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
 from typing import Any
-
-import pytest
 
 from tests.workers import ServiceProcess, free_port
 
@@ -44,17 +41,15 @@ class AlertmanagerProcess(ServiceProcess):
         self.url = f"http://127.0.0.1:{self.port}"
 
     def start(self, timeout: float = 30) -> AlertmanagerProcess:
-        binary = shutil.which("prometheus-alertmanager")
-        if binary is None:
-            pytest.fail("prometheus-alertmanager is not installed: run make alertmanager", pytrace=False)
-        self.spawn(
+        self.spawn_installed(
+            "prometheus-alertmanager",
+            "alertmanager",
             [
-                binary,
                 f"--config.file={self.config}",
                 f"--web.listen-address=127.0.0.1:{self.port}",
                 f"--storage.path={self.workdir / 'data'}",
                 "--cluster.listen-address=",
-            ]
+            ],
         )
         self.wait_ready(lambda: answers(f"{self.url}/-/ready"), timeout, interval=0.2)
         return self

@@ -9,6 +9,7 @@ from __future__ import annotations
 import asyncio
 import os
 import selectors
+import shutil
 import signal
 import socket
 import subprocess
@@ -151,6 +152,14 @@ class ServiceProcess:
             self.proc = subprocess.Popen(
                 argv, env=env, cwd=self.workdir, stdout=log, stderr=subprocess.STDOUT, start_new_session=True
             )
+
+    def spawn_installed(self, program: str, make_target: str, args: list[str]) -> None:
+        """Spawn ``program`` from the PATH with ``args``; not installed, the test fails naming the
+        make target that installs it."""
+        binary = shutil.which(program)
+        if binary is None:
+            pytest.fail(f"{program} is not installed: run make {make_target}", pytrace=False)
+        self.spawn([binary, *args])
 
     def wait_ready(self, is_ready: Callable[[], bool], timeout: float, interval: float = 0.1) -> None:
         """Until ``is_ready()``; a process that exits meanwhile fails at once, with its log."""

@@ -104,12 +104,7 @@ def test_each_team_gets_its_own_alert_and_then_its_resolution(kafka_bootstrap, t
             try:
                 manager.start()
                 prometheus.start()
-                wait_until(
-                    lambda: prometheus.has_data('motwatch_events_received_total{job="motwatch"}'),
-                    30,
-                    "prometheus to scrape the worker",
-                    interval=0.2,
-                )
+                prometheus.wait_scraping()
                 sent = produce_with_librdkafka(
                     kafka_bootstrap, f"{topic_prefix}touchpoints", feed(datetime.now(UTC)), keyed=True
                 )

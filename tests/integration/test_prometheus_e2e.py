@@ -27,7 +27,6 @@ from __future__ import annotations
 
 import json
 import re
-import shutil
 import urllib.error
 import urllib.parse
 import urllib.request
@@ -291,17 +290,15 @@ class Prometheus(ServiceProcess):
         (self.workdir / "prometheus.yml").write_text(yaml.safe_dump(self.config), encoding="utf-8")
 
     def start(self, timeout: float = 30) -> Prometheus:
-        binary = shutil.which("prometheus")
-        if binary is None:
-            pytest.fail("prometheus is not installed: run make prometheus", pytrace=False)
-        self.spawn(
+        self.spawn_installed(
+            "prometheus",
+            "prometheus",
             [
-                binary,
                 f"--config.file={self.workdir / 'prometheus.yml'}",
                 f"--storage.tsdb.path={self.workdir / 'data'}",
                 f"--web.listen-address=127.0.0.1:{self.port}",
                 *self.extra_args,
-            ]
+            ],
         )
 
         def answers() -> bool:
@@ -335,6 +332,15 @@ class Prometheus(ServiceProcess):
             return any(float(series["value"][1]) != 0 for series in result)
         return bool(result)
 
+    def wait_scraping(self) -> None:
+        """Until the worker's series are in Prometheus (then counters are seen going up)."""
+        wait_until(
+            lambda: self.has_data('motwatch_events_received_total{job="motwatch"}'),
+            30,
+            "prometheus to scrape the worker",
+            interval=0.2,
+        )
+
     def firing(self) -> set[str]:
         alerts = self.api("alerts")["data"]["alerts"]
         return {a["labels"]["alertname"] for a in alerts if a["state"] == "firing"}
@@ -363,13 +369,7 @@ def test_every_dashboard_and_rule_expression_works_against_a_real_worker(
     with WorkerProcess(env, tmp_path / "w") as worker:
         try:
             prometheus.start()
-            # The worker's series are in Prometheus before the feed, so counters are seen going up.
-            wait_until(
-                lambda: prometheus.has_data('motwatch_events_received_total{job="motwatch"}'),
-                30,
-                "prometheus to scrape the worker",
-                interval=0.2,
-            )
+            prometheus.wait_scraping()
 
             done = run_cli("produce", str(tmp_path / "first.jsonl"), env=env)
             assert done.returncode == 0, done.stderr.decode()

@@ -24,6 +24,7 @@ from bench.common import (
     TopicReader,
     Worker,
     cpu_seconds,
+    end_offsets,
     ids_digest,
     iter_file,
     log,
@@ -191,6 +192,14 @@ async def run_workers(
             if code not in (0, -15, None):
                 log(f"{w.name} exited with {code}; log {w.log_path}")
         await reader.stop()
+
+
+async def changelog_writes(bootstrap: str, prefix: str, events: int) -> dict[str, Any]:
+    """Journey states the workers wrote to the journeys changelog, per input event (the workers
+    stopped: what they wrote before stopping included)."""
+    ends = await end_offsets(bootstrap, f"{prefix}motwatch-journeys-changelog")
+    records = sum(ends.values())
+    return {"changelog_records": records, "changelog_records_per_event": round(records / max(events, 1), 3)}
 
 
 async def _settle(procs: list[Worker], timeout: float) -> None:

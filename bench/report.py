@@ -20,6 +20,12 @@ TARGETS = {
     "memory_bytes_per_journey": 512,
     # Seconds from kill -9 of a worker holding a million journeys to its successor's first moment.
     "resume_after_kill_s": 10,
+    # End to end against the bare Faust agent of the same run, and journey states written to the
+    # changelog per input event (each changed journey once per offset commit, not once per batch).
+    "e2e_ratio_to_naive_faust": 0.8,
+    "changelog_records_per_event": 0.2,
+    # RSS growth of the end-to-end worker per journey it holds.
+    "e2e_bytes_per_journey_live": 1024,
 }
 # The size the resume target is for.
 RESUME_TARGET_JOURNEYS = 1_000_000
@@ -128,6 +134,17 @@ def evaluate(result: dict[str, Any]) -> None:
         "resume_after_kill_s": _target(
             resumes.get(("rocksdb://", RESUME_TARGET_JOURNEYS)), TARGETS["resume_after_kill_s"], "<="
         ),
+        "e2e_ratio_to_naive_faust": _target(
+            ratios["e2e_to_naive_faust"] if e2e.get("complete") else None,
+            TARGETS["e2e_ratio_to_naive_faust"],
+            ">=",
+        ),
+        "changelog_records_per_event": _target(
+            e2e.get("changelog_records_per_event"), TARGETS["changelog_records_per_event"], "<="
+        ),
+        "e2e_bytes_per_journey_live": _target(
+            e2e.get("bytes_per_journey_live"), TARGETS["e2e_bytes_per_journey_live"], "<="
+        ),
     }
 
 
@@ -223,6 +240,19 @@ def table(result: dict[str, Any], previous: dict[str, Any] | None = None) -> str
             ),
             _prev(previous, "e2e", "events_per_s", now=e2e.get("events_per_s")),
         )
+        if e2e.get("changelog_records_per_event") is not None:
+            row(
+                "  journey states written to the changelog",
+                f"{_n(e2e.get('changelog_records_per_event'))} per event",
+                f"{_n(e2e.get('changelog_records'))} records for {_n(e2e.get('events'))} events",
+                _mark(t.get("changelog_records_per_event")),
+                _prev(
+                    previous,
+                    "e2e",
+                    "changelog_records_per_event",
+                    now=e2e.get("changelog_records_per_event"),
+                ),
+            )
     if core:
         row(
             f"core only (motwatch detect, one core, {_n(core.get('events'))} events)",

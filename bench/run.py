@@ -406,23 +406,23 @@ def _measure(run: Run, plan: Plan, big: Path, big_meta: dict, small: Path, small
     if expected is None and "e2e" in plan.figures:
         run.errors["e2e"] = "no expected moment count (the core run failed)"
     elif "e2e" in plan.figures:
-        run.step(
-            "e2e",
-            lambda: asyncio.run(
-                e2e.run_workers(
-                    run.bootstrap,
-                    prefix,
-                    run.workdir / "e2e",
-                    events=events,
-                    expected_moments=expected,
-                    expected_digest=core["moment_ids_digest"] if core else None,
-                    partitions=p,
-                    timeout=plan.e2e_timeout_s,
-                    broker_pid=run.broker_pid,
-                    gauges=plan.mode == "full",
-                )
-            ),
-        )
+
+        async def end_to_end() -> dict[str, Any]:
+            result = await e2e.run_workers(
+                run.bootstrap,
+                prefix,
+                run.workdir / "e2e",
+                events=events,
+                expected_moments=expected,
+                expected_digest=core["moment_ids_digest"] if core else None,
+                partitions=p,
+                timeout=plan.e2e_timeout_s,
+                broker_pid=run.broker_pid,
+                gauges=plan.mode == "full",
+            )
+            return {**result, **await e2e.changelog_writes(run.bootstrap, prefix, events)}
+
+        run.step("e2e", lambda: asyncio.run(end_to_end()))
 
     if "latency" in plan.figures:
         e2e_rate = (figures.get("e2e") or {}).get("events_per_s")

@@ -170,6 +170,12 @@ def register(mw: AgentApp, *, partitions: int) -> InputTopic:
     async def announce_progress() -> None:
         await repeat(mw.app, interval_s, inputs.announce_progress, "announcing source progress")
 
+    @mw.app.on_partitions_revoked.connect
+    async def _revoked(app: object, revoked: set[TP], **kwargs: Any) -> None:
+        # Read again from the committed offsets after the rebalance: news of what was read before
+        # it, still unread in the re-keyed topic, must not count as this reader's (core/dispatch.py).
+        inputs.reads.forget_reads()
+
     @mw.app.on_partitions_assigned.connect
     async def _assigned(app: object, assigned: set[TP], **kwargs: Any) -> None:
         inputs.partitions_are(mw.app.consumer.topic_partitions(inputs.topic))

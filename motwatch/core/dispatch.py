@@ -32,7 +32,7 @@ from __future__ import annotations
 import logging
 from collections import deque
 from collections.abc import Callable, Iterable, Iterator, Mapping
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from typing import Any
 
 from motwatch.core.deadletter import dead_letter_record, file_source, kafka_source
@@ -49,6 +49,7 @@ from motwatch.core.records import (
     SOURCE,
     SOURCE_PROGRESS,
     TICK,
+    Progress,
     control_headers,
     decode_body,
     encode_body,
@@ -151,6 +152,7 @@ class JourneyDispatch:
         self.partitions = partitions
         self.direct = direct
         self.reads = reads or SourceReads()
+        self.input_topic = settings.touchpoints_topic
         self.max_skew_ms = round(settings.max_future_skew_s * 1000)
         self.limits = settings.limits
         self._sources: dict[tuple[str, int], str] = {}
@@ -218,7 +220,7 @@ class JourneyDispatch:
             return Outcome()
         engine = self.engine_for(record.partition)
         if kind == SOURCE_PROGRESS:
-            step = engine.progress(read_progress(record.value))
+            step = engine.progress(self._vouched(read_progress(record.value), record.partition))
         elif kind == TICK:
             step = engine.tick(int(decode_body(record.value)["wall_ms"]))
         else:
@@ -226,6 +228,33 @@ class JourneyDispatch:
         outcome = Outcome()
         self._follow(step, record.value, outcome)
         return outcome
+
+    def _vouched(self, news: Progress, partition: int) -> Progress:
+        """The news, with the progress of the source read on ``partition`` itself only as far as
+        this dispatch has read that source.
+
+        With ``direct``, the input partition numbered like a journey partition is read where that
+        journey partition is held, and the records applied there reach its clock outside the
+        re-keyed topic's order. Whoever takes the partitions over (a restart, a rebalance) reads
+        the re-keyed topic from its committed offset, where the last holder's news of that
+        source may stand ahead of records that are read again from the input topic's committed
+        offset: taken at its word, it would move event time past them, and timeouts would fire
+        before the events that settle them. Live, the news was made from these very reads and is
+        never ahead of them.
+        """
+        if not self.direct:
+            return news
+        own = self._source(self.input_topic, partition)
+        told = news.reads.get(own)
+        if told is None:
+            return news
+        read = self.reads.read.get(own)
+        reads = dict(news.reads)
+        if read is None:
+            del reads[own]
+        else:
+            reads[own] = min(told, read)
+        return replace(news, reads=reads)
 
     def _journey_touchpoint(self, record: Inbound, headers: Mapping[str, str]) -> Outcome:
         result = validate_touchpoint(record.value, self.limits)

@@ -57,6 +57,14 @@ class SourceReads:
         for topic, count in inputs.items():
             self.inputs[topic] = max(count, self.inputs.get(topic, 0))
 
+    def forget_reads(self) -> None:
+        """The reader gave its partitions up: what it read of them is read again, from their
+        committed offsets, by whoever takes them (this reader too)."""
+        self.read.clear()
+        self.behind.clear()
+        self.next_offset.clear()
+        self.announced.clear()
+
     def news(self) -> bytes | None:
         """The body of a progress record with everything new since the last call; None: no news.
 

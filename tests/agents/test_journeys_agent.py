@@ -27,6 +27,7 @@ from motwatch.core.clock import PartitionClock
 from motwatch.core.journey import JourneyState
 from motwatch.core.partitioner import partition_for_key
 from motwatch.core.records import SOURCE_PROGRESS, TICK, control_headers, encode_body
+from motwatch.core.validation import journey_key_of
 from motwatch.settings import Settings
 from motwatch.simulation import SimulationConfig, simulate
 from motwatch.streams.app import TextCodec
@@ -323,13 +324,18 @@ def _batches() -> list[list[Event]]:
         key = (event.get("customer_id") or event["anonymous_id"]).encode()
         touchpoints.append(_record(i, line, key, []))
     # The source has read half way: the rest waits for the watermark, which the second tick moves on.
-    times = sorted(orjson.loads(line)["occurred_at"] for line in lines)
-    halfway_ms = int(datetime.fromisoformat(times[len(times) // 2]).timestamp() * 1000)
+    by_time = sorted(lines, key=lambda line: orjson.loads(line)["occurred_at"])
+    halfway = by_time[len(by_time) // 2]
+    halfway_ms = int(datetime.fromisoformat(orjson.loads(halfway)["occurred_at"]).timestamp() * 1000)
     n = len(lines)
-    progress = encode_body({"sources": {f"{Settings().touchpoints_topic}:0": halfway_ms}})
+    source = Settings().touchpoints_topic
+    progress = encode_body({"sources": {f"{source}:0": halfway_ms}})
+    # The news is this worker's own: its reader has read the source that far (the event read
+    # there again is a duplicate, dropped). News of a source read here is taken only so far.
+    read = _record(n, halfway, journey_key_of(halfway).encode(), [], topic=source)
     return [
         touchpoints,
-        [_record(n, progress, None, control_headers(SOURCE_PROGRESS))],
+        [read, _record(n, progress, None, control_headers(SOURCE_PROGRESS))],
         [_record(n + 1, encode_body({"wall_ms": 1_000}), None, control_headers(TICK))],
         [_record(n + 2, encode_body({"wall_ms": 10**12}), None, control_headers(TICK))],
     ]

@@ -376,3 +376,49 @@ def test_a_fresh_worker_waits_for_every_input_partition_however_long_it_idles() 
 
 def _keys_on_n(partition: int, partitions: int) -> str:
     return next(k for k in (f"k{i}" for i in range(1000)) if partition_for_key(k, partitions) == partition)
+
+
+def test_the_last_holders_news_of_the_source_read_here_waits_for_this_reader() -> None:
+    """A worker that takes journey partition 0 over (restarted, or after a rebalance) reads the
+    re-keyed topic from its committed offset, where the last holder's news of input partition 0
+    stands ahead of the records it reads again from there. Taken at its word, that news would
+    move event time past a chat started in them, and report it unanswered before its reply is
+    read (and then recovered). News of the source read here counts only as far as it was read."""
+    dispatch, engines = _dispatch(direct=True)
+    settings = Settings()
+    chat = _keys_on(0, 1, "cust")[0]
+    sources = {f"{settings.touchpoints_topic}:{p}": ms(300) for p in range(PARTITIONS)}
+    stale = progress_body(sources, (), {settings.touchpoints_topic: PARTITIONS})
+    outcomes = [
+        dispatch.journey_record(Inbound(stale, 0, headers=header_map(control_headers(SOURCE_PROGRESS))))
+    ]
+    assert engines[0].clock.watermark_ms == NEVER  # partition 0 has read nothing yet: still awaited
+
+    def read(raw: bytes, offset: int) -> None:
+        outcomes.append(dispatch.touchpoint(Inbound(raw, 0, topic=settings.touchpoints_topic, offset=offset)))
+
+    read(line("chat_started", 0, key=chat, chat_id="c1"), 10)
+    read(line("chat_message", 5, key=chat, chat_id="c1", sender="agent"), 11)
+    assert engines[0].clock.watermark_ms == ms(5)
+    moments = [m for outcome in outcomes for m in outcome.moments()]
+    assert moments == [], [m.to_json() for m in moments]
+    # Read past the news, the news is this reader's own again.
+    read(line("page_view", 400, key=chat, url="/"), 12)
+    assert engines[0].clock.watermark_ms == ms(300)
+
+
+def test_news_from_before_a_rebalance_waits_for_the_reader_that_took_its_partition_back() -> None:
+    """The partitions come back to the same worker: it reads them again from their committed
+    offsets, and its own news from before the rebalance is no longer its reader's word."""
+    dispatch, engines = _dispatch(direct=True)
+    settings = Settings()
+    key = _keys_on(0, 1, "cust")[0]
+    source = f"{settings.touchpoints_topic}:0"
+    dispatch.touchpoint(
+        Inbound(line("page_view", 300, key=key, url="/"), 0, topic=settings.touchpoints_topic)
+    )
+    assert dispatch.reads.read[source] == ms(300)
+    dispatch.reads.forget_reads()  # the rebalance took the partition away
+    news = progress_body({source: ms(300)}, (), {settings.touchpoints_topic: 1})
+    dispatch.journey_record(Inbound(news, 0, headers=header_map(control_headers(SOURCE_PROGRESS))))
+    assert engines[0].clock.sources.get(source) is None

@@ -460,6 +460,10 @@ class Settings(_Strict):
         """The Faust app id (and consumer group); internal topics are named after it."""
         return f"{self.topic_prefix}{self.app_id}"
 
+    def changelog_topic(self, table: str) -> str:
+        """The changelog topic of the worker's table ``table``, as Faust names it."""
+        return f"{self.worker_app_id}-{table}-changelog"
+
     def owner_of(self, channel: str) -> str:
         return self.owners.get(channel, self.default_owner)
 

@@ -148,7 +148,7 @@ class Motwatch:
             s.deadletter_topic: "deadletter",
             s.by_journey_topic: "by_journey",
             s.quarantine_topic: "quarantine",
-            **{f"{s.worker_app_id}-{table}-changelog": f"{table}_changelog" for table in TABLES},
+            **{s.changelog_topic(table): f"{table}_changelog" for table in TABLES},
         }
         self.stream_of = lambda topic: streams.get(topic, "other")
         failures = self.metrics.write_failures

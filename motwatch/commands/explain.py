@@ -32,7 +32,7 @@ from motwatch.adapters.records import input_format
 from motwatch.commands.common import UsageError, add_broker, point_in_time, settings_of
 from motwatch.commands.moments import Filters as MomentFilters
 from motwatch.commands.moments import read_range, select
-from motwatch.commands.status import StatusError, url_of_settings
+from motwatch.commands.status import StatusError, split_worker_url, url_of_settings
 from motwatch.core.clock import NEVER, PartitionClock
 from motwatch.core.dispatch import Inbound
 from motwatch.core.events import Touchpoint
@@ -67,9 +67,7 @@ class NoWorker(Exception):
 
 def base_url(url: str) -> str:
     """``host:port``, a base URL or the worker's /metrics URL, as its base URL."""
-    if "://" not in url:
-        url = f"http://{url}"
-    parts = urllib.parse.urlsplit(url)
+    parts = split_worker_url(url)
     return urllib.parse.urlunsplit((parts.scheme, parts.netloc, "", "", ""))
 
 
@@ -122,11 +120,6 @@ class KafkaRead:
     watermark_ms: int | None = None
 
 
-def changelog_topic(settings: Settings, table: str) -> str:
-    """A table's changelog topic, as Faust names it (``streams/app.py``)."""
-    return f"{settings.worker_app_id}-{table}-changelog"
-
-
 def touchpoints_of(values: list[Inbound], settings: Settings, vendor: bool) -> list[Touchpoint]:
     """The touchpoints among records in motwatch's format, or (``vendor``) the input topic's format."""
     convert = input_format(settings) if vendor else None
@@ -158,7 +151,7 @@ async def read_kafka(
     """The journey's touchpoints and moments (and, ``with_state``, its last stored state and watermark)."""
     out = KafkaRead()
     topics = [settings.touchpoints_topic, settings.by_journey_topic, settings.moments_topic]
-    journeys, clocks = changelog_topic(settings, "journeys"), changelog_topic(settings, "clocks")
+    journeys, clocks = settings.changelog_topic("journeys"), settings.changelog_topic("clocks")
     if with_state:
         topics += [journeys, clocks]
     counts = {topic: len(await partition_ids(target, topic)) for topic in topics}

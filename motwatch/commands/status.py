@@ -55,11 +55,14 @@ class Snapshot:
         return dict(out)
 
 
+def split_worker_url(url: str) -> urllib.parse.SplitResult:
+    """A worker's web address as given (``host:port`` or a URL), split; http when it names no scheme."""
+    return urllib.parse.urlsplit(url if "://" in url else f"http://{url}")
+
+
 def metrics_url(url: str) -> str:
     """``host:port``, a base URL or the /metrics URL itself, as the /metrics URL."""
-    if "://" not in url:
-        url = f"http://{url}"
-    parts = urllib.parse.urlsplit(url)
+    parts = split_worker_url(url)
     if parts.path in ("", "/"):
         parts = parts._replace(path="/metrics")
     return urllib.parse.urlunsplit(parts)

@@ -46,7 +46,7 @@ def needed_topics(settings: Settings) -> dict[str, int | None]:
         settings.moments_topic: None,
         settings.deadletter_topic: None,
         settings.quarantine_topic: None,
-        **{f"{settings.worker_app_id}-{table}-changelog": settings.partitions for table in TABLES},
+        **{settings.changelog_topic(table): settings.partitions for table in TABLES},
         # Faust's leader election (the leader sends the ticks).
         f"{settings.worker_app_id}-__assignor-__leader": 1,
     }
@@ -110,7 +110,7 @@ async def prepare_topics(settings: Settings) -> int:
     # them until its next refresh, and a table write in between fails (PartitionsMismatch).
     await create_topics(
         kafka,
-        [f"{settings.worker_app_id}-{table}-changelog" for table in TABLES],
+        [settings.changelog_topic(table) for table in TABLES],
         settings.partitions,
         settings.replication_factor,
         config={"cleanup.policy": "compact"},

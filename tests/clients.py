@@ -15,6 +15,7 @@ learns the topic, as a producer that has been running does.
 
 from __future__ import annotations
 
+import time
 import zlib
 from collections.abc import Callable, Iterable, Sequence
 
@@ -32,6 +33,23 @@ def journey_key(line: bytes) -> bytes | None:
 def crc32_partition(key: str, partitions: int) -> int:
     """The partition librdkafka's default partitioner gives a key."""
     return zlib.crc32(key.encode()) % partitions
+
+
+def wait_known(producer: Producer, topic: str, timeout_s: float = 30.0) -> None:
+    """Return once the broker librdkafka asks knows ``topic`` with leaders for its partitions.
+
+    A topic just created is known first to the controller and the broker that created it; on
+    a cluster the others learn of it a moment later, and a producer asking one of them is told
+    it does not exist (yet).
+    """
+    deadline = time.monotonic() + timeout_s
+    while True:
+        known = producer.list_topics(topic, timeout=timeout_s).topics.get(topic)
+        if known is not None and known.error is None and known.partitions:
+            return
+        why = known.error if known is not None else "no such topic"
+        assert time.monotonic() < deadline, f"{topic} is not known after {timeout_s:g}s: {why}"
+        time.sleep(0.1)
 
 
 def produce_with_librdkafka(
@@ -53,8 +71,7 @@ def produce_with_librdkafka(
     producer = Producer(
         {"bootstrap.servers": bootstrap, "acks": "all", "linger.ms": 5, "enable.idempotence": True}
     )
-    known = producer.list_topics(topic, timeout=30).topics.get(topic)
-    assert known is not None and known.error is None and known.partitions, f"{topic} is not known"
+    wait_known(producer, topic)
     failures: list[KafkaError] = []
 
     def delivered(error: KafkaError | None, _message: object) -> None:

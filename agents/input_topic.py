@@ -8,6 +8,9 @@ read from each source partition since the last time: the latest event time,
 whether records were still waiting to be read (a source catching up on a
 backlog keeps holding event time back: ``motwatch/clock.py``), and, for a
 partition it reads and has read nothing from yet, whether records wait there.
+Twice per ``tick_interval_s`` it restates every partition it reads, changed
+or not: a tick finds a partition idle only when its reader said so since the
+tick before, never because nobody is reading it (a takeover).
 
 The input topic's partitions are known up front: its partition count at start,
 and again whenever the consumer's assignment changes (the consumer refreshes
@@ -27,6 +30,7 @@ from __future__ import annotations
 
 import asyncio
 import logging
+import time
 from collections.abc import Awaitable, Callable
 from typing import Any
 
@@ -58,6 +62,8 @@ class InputTopic:
         self.on_direct: Callable[[bool], None] | None = None
         # Each assigned input partition's first offset, where reading starts when none is committed.
         self.first_offsets: dict[TP, int] = {}
+        self.restate_every_s = mw.settings.tick_interval_s / 2
+        self.restated_at = -float("inf")
 
     def sources(self) -> list[str]:
         """Every source partition of the input topic, named."""
@@ -124,9 +130,14 @@ class InputTopic:
             self.first_offsets.update(await consumer.earliest_offsets(*tps))
 
     async def announce_progress(self) -> None:
-        """Tell every journey partition what was read here since the last time, if anything."""
+        """Tell every journey partition what was read here since the last time, if anything;
+        every partition read here, twice per tick interval."""
         self.note_waiting()
-        body = self.reads.news()
+        now = time.monotonic()
+        restate = now - self.restated_at >= self.restate_every_s
+        if restate:
+            self.restated_at = now
+        body = self.reads.news(restate)
         if body is None:
             return
         mw = self.mw

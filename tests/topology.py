@@ -84,11 +84,20 @@ class Topology:
             )
             self._carry_out(self.dispatch.touchpoint(record))
 
-    def announce(self) -> None:
-        """What was read since the last time, to every journey partition (the worker's 20 ms loop)."""
+    def take_over(self) -> None:
+        """The worker stops and another takes its partitions over: a reader that has read nothing
+        yet, where the last one stopped (what it read is committed); the journeys and clocks as
+        stored; the re-keyed records not delivered yet still waiting in their topic."""
+        self.reads = SourceReads()
+        self.reads.set_inputs({INPUT: self.input_partitions})
+        self.dispatch.reads = self.reads
+
+    def announce(self, restate: bool = False) -> None:
+        """What was read since the last time, to every journey partition (the worker's 20 ms loop);
+        ``restate``: every partition read, as the worker does twice per tick interval."""
         for partition, queue in self.inputs.items():
             self.reads.waiting(source_name(INPUT, partition), behind=bool(queue))
-        body = self.reads.news()
+        body = self.reads.news(restate)
         if body is not None:
             headers = header_map(control_headers(SOURCE_PROGRESS))
             for queue in self.rekeyed.values():
@@ -117,8 +126,10 @@ class Topology:
             self.announce()
             self.catch_up()
         for _ in range(3):
-            self.announce()
+            self.announce(restate=True)
+            self.catch_up()
             self.tick()
+            self.announce(restate=True)
             self.tick()
             self.catch_up()
 

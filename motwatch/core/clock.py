@@ -18,10 +18,15 @@ find the watermark past them: a partition empty *now* may hold the next
 burst's oldest events. Before any traffic the watermark has nowhere to go,
 so a fresh worker waits for every partition however long it idles.
 
-A source that has reported and made no progress over a whole tick interval
-stops holding the others back (Flink's idle sources), unless it last
-reported records still waiting to be read: a source with a backlog is slow,
-not idle. Once every source is quiet for ``idle_advance``, none has a
+A source that made no progress over a whole tick interval, and whose
+reader said so during it, stops holding the others back (Flink's idle
+sources), unless it reported records still waiting to be read: a source
+with a backlog is slow, not idle. Readers restate every source they read
+twice per tick interval for this. A source nobody reported over the
+interval is not idle but unread (its reader stopped, and the worker that
+takes its partition over has not said anything yet): records may wait in
+it that are older than the others' latest, so it holds the pace at its
+last time. Once every source is quiet for ``idle_advance``, none has a
 backlog and none is still awaited, the watermark follows the wall clock
 between ticks.
 
@@ -64,6 +69,8 @@ class PartitionClock:
     # Sources that last reported records still waiting to be read.
     behind: list[str] = field(default_factory=list)
     sources_at_last_tick: dict[str, int] = field(default_factory=dict)
+    # Sources a reader reported since the last tick (the only ones a tick may find idle).
+    reported: list[str] = field(default_factory=list)
     last_tick_wall_ms: int | None = None
     idle_since_wall_ms: int | None = None
     activity_since_tick: int = 0
@@ -97,10 +104,13 @@ class PartitionClock:
 
     def source_progress(self, source: str, max_seen_ms: int, behind: bool | None = None) -> None:
         """A source partition reports the latest event time it has read, and (``behind``)
-        whether it had more records waiting to be read; None: no news of that."""
-        self.activity_since_tick += 1
-        self._set_behind(source, behind)
+        whether it had more records waiting to be read; None: no news of that. A report that
+        only restates what was known is no activity, but tells that the source is read."""
+        self._reported(source)
+        if self._set_behind(source, behind):
+            self.activity_since_tick += 1
         if max_seen_ms > self.sources.get(source, NEVER):
+            self.activity_since_tick += 1
             self.sources[source] = max_seen_ms
             if source not in self.inputs:
                 self.inputs.append(source)
@@ -117,6 +127,7 @@ class PartitionClock:
 
     def source_unread(self, source: str, behind: bool) -> None:
         """A reader of ``source`` has read nothing from it yet; ``behind``: records are waiting."""
+        self._reported(source)
         self._set_behind(source, behind)
         if source not in self.inputs:
             self.inputs.append(source)
@@ -127,12 +138,19 @@ class PartitionClock:
         elif self.awaited.get(source, DECLARED) is None and self.sources:
             self.awaited[source] = DECLARED
 
-    def _set_behind(self, source: str, behind: bool | None) -> None:
-        if behind is not None and behind != (source in self.behind):
-            if behind:
-                self.behind.append(source)
-            else:
-                self.behind.remove(source)
+    def _reported(self, source: str) -> None:
+        if source not in self.reported:
+            self.reported.append(source)
+
+    def _set_behind(self, source: str, behind: bool | None) -> bool:
+        """Whether ``source`` has records waiting (None: not said); True if that changed."""
+        if behind is None or behind == (source in self.behind):
+            return False
+        if behind:
+            self.behind.append(source)
+        else:
+            self.behind.remove(source)
+        return True
 
     def _pace(self) -> int:
         here = self.read_here_ms
@@ -163,7 +181,10 @@ class PartitionClock:
         return occurred_ms < self.watermark_ms
 
     def on_tick(self, wall_ms: int) -> None:
-        """A tick record: drop idle sources from the pace; follow the wall clock when all is quiet."""
+        """A tick record: drop idle sources from the pace; follow the wall clock when all is quiet.
+
+        Idle: no progress since the last tick, no backlog, and reported by its reader since.
+        """
         previous = self.last_tick_wall_ms
         if previous is not None and wall_ms <= previous:
             return
@@ -171,13 +192,15 @@ class PartitionClock:
         if self.awaited:
             self._release_awaited(wall_ms)
         if previous is not None and not self.awaited:
-            behind = self.behind
+            behind, reported, before = self.behind, self.reported, self.sources_at_last_tick
             active = {
-                s: t for s, t in self.sources.items() if self.sources_at_last_tick.get(s) != t or s in behind
+                s: t
+                for s, t in self.sources.items()
+                if before.get(s) != t or s in behind or s not in reported
             }
             # Quiet sources have delivered everything they read: they no longer hold the pace.
             self._reach(min(active.values()) if active else max(self.sources.values(), default=NEVER))
-            if self.activity_since_tick == 0 and not behind:
+            if self.activity_since_tick == 0 and not active:
                 if self.idle_since_wall_ms is None:
                     self.idle_since_wall_ms = previous
                 idle_for = wall_ms - self.idle_since_wall_ms
@@ -188,6 +211,7 @@ class PartitionClock:
         else:
             self.idle_since_wall_ms = None
         self.sources_at_last_tick = dict(self.sources)
+        self.reported = []
         self.activity_since_tick = 0
 
     def advance_to(self, watermark_ms: int) -> None:
@@ -226,6 +250,7 @@ _SHAPES: dict[str, type] = {
     "sources": dict,
     "behind": list,
     "sources_at_last_tick": dict,
+    "reported": list,
     "inputs": list,
     "read_here_ms": dict,
     "awaited": dict,

@@ -65,18 +65,21 @@ class SourceReads:
         self.next_offset.clear()
         self.announced.clear()
 
-    def news(self) -> bytes | None:
+    def news(self, restate: bool = False) -> bytes | None:
         """The body of a progress record with everything new since the last call; None: no news.
 
         Partitions nothing was read from yet are told with every news: the journey partitions
         wait for them until told, after their traffic began, that they have nothing to read.
+        ``restate``: every partition read here, new or not: a tick finds a partition idle only
+        if its reader said so since the tick before (``motwatch/core/clock.py``).
         """
-        news = {s: t for s, t in self.read.items() if self.announced.get(s) != (t, self.behind[s])}
+        announced, behind = self.announced, self.behind
+        news = {s: t for s, t in self.read.items() if restate or announced.get(s) != (t, behind[s])}
         inputs = {t: n for t, n in self.inputs.items() if self.inputs_announced.get(t) != n}
         if not news and not inputs:
             return None
         news.update((s, None) for s, t in self.read.items() if t is None)
         for source, at in news.items():
-            self.announced[source] = (at, self.behind[source])
+            announced[source] = (at, behind[source])
         self.inputs_announced.update(inputs)
-        return progress_body(news, (s for s in news if self.behind[s]), inputs)
+        return progress_body(news, (s for s in news if behind[s]), inputs)

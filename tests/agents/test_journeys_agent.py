@@ -316,7 +316,8 @@ def _record(
 
 
 def _batches() -> list[list[Event]]:
-    """Touchpoints, their source's progress, then two ticks far apart: the second fires the rest."""
+    """Touchpoints, their source's progress, then two ticks far apart, the source restated by its
+    reader between them: the second fires the rest."""
     lines = simulate(SimulationConfig(journeys=40, seed=3)).lines
     touchpoints = []
     for i, line in enumerate(lines):
@@ -337,7 +338,10 @@ def _batches() -> list[list[Event]]:
         touchpoints,
         [read, _record(n, progress, None, control_headers(SOURCE_PROGRESS))],
         [_record(n + 1, encode_body({"wall_ms": 1_000}), None, control_headers(TICK))],
-        [_record(n + 2, encode_body({"wall_ms": 10**12}), None, control_headers(TICK))],
+        [
+            _record(n + 2, progress, None, control_headers(SOURCE_PROGRESS)),
+            _record(n + 3, encode_body({"wall_ms": 10**12}), None, control_headers(TICK)),
+        ],
     ]
 
 
@@ -504,7 +508,8 @@ async def test_open_timeouts_are_counted_without_unpacking_every_journey() -> No
 
 async def test_progress_is_announced_to_every_partition_only_when_a_source_has_news() -> None:
     """News: a source read further in event time, or caught up with (or fell behind) its partition's
-    end; a partition nothing was read from yet is told about with every news."""
+    end; a partition nothing was read from yet is told about with every news; every partition read
+    here is restated twice per tick interval."""
     producer = Producer()
     agent, mw = _agent(producer, partitions=3)
     topic = mw.settings.touchpoints_topic
@@ -517,6 +522,7 @@ async def test_progress_is_announced_to_every_partition_only_when_a_source_has_n
     ends = {(topic, 0): last[0] + 100, (topic, 1): last[1] + 1, (topic, 2): 0}
     mw.app.consumer = Consumer(ends)
     inputs = input_topic.InputTopic(mw, partitions=3)
+    inputs.restate_every_s = float("inf")  # restated below, when the test says
     agent = journeys.register(mw, inputs)
     await inputs.learn_first_offsets()
     await agent.process(records)
@@ -557,6 +563,13 @@ async def test_progress_is_announced_to_every_partition_only_when_a_source_has_n
     await inputs.announce_progress()
     expected = {"sources": {f"{topic}:1": latest[f"{topic}:1"], f"{topic}:2": None}, "behind": [f"{topic}:1"]}
     assert announced() == [(p, expected) for p in range(3)]
+    # Twice per tick interval every partition read here is restated, news or not.
+    await inputs.announce_progress()
+    assert announced() == []
+    inputs.restate_every_s = 0
+    await inputs.announce_progress()
+    body = {"sources": latest, "behind": [f"{topic}:1"]}
+    assert announced() == [(p, body) for p in range(3)]
 
 
 async def test_the_repeated_action_survives_a_failure_and_ends_with_the_app(caplog) -> None:

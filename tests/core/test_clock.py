@@ -16,11 +16,13 @@ def test_an_idle_partition_follows_the_wall_clock_after_the_idle_period():
     engine.progress(Progress({"p0": ms(0)}))
     engine.process(touch("chat_started", 0, chat_id="c"))
     engine.tick(1_000_000)
+    engine.progress(Progress({"p0": ms(0)}))  # its reader restates it: read, nothing new
     engine.tick(1_001_000)  # no activity since the last tick: idle from 1_000_000
     wall = 1_001_000
     while clock.watermark_ms <= ms(60):
         assert wall < 1_200_000, "the watermark never moved"
         wall += 1000
+        engine.progress(Progress({"p0": ms(0)}))
         step = engine.tick(wall)
         if clock.watermark_ms <= ms(60):
             assert step.moments == []
@@ -34,7 +36,8 @@ def test_activity_resets_the_idle_period():
     clock.source_progress("p0", 10_000)
     for wall in range(0, 20_000, 1000):
         clock.on_tick(wall)
-        clock.source_progress("p0", 10_000)  # a record arrived (no newer event time)
+        clock.source_progress("p0", 10_000)  # restated: read, nothing newer
+        clock.observe(5_000)  # but a record arrived (an older event)
     assert clock.watermark_ms == 10_000
 
 
@@ -47,29 +50,48 @@ def test_a_quiet_source_with_a_backlog_keeps_holding_the_pace():
     for wall in range(0, 5000, 1000):
         clock.on_tick(wall)
         clock.source_progress("p1", 200_000 + wall)  # p1 moves on; p0 makes no progress
+        clock.source_progress("p0", 100_000, behind=True)  # restated by its reader
     assert clock.watermark_ms == 100_000, "a source with a backlog must hold the watermark"
     clock.source_progress("p0", 100_000, behind=False)  # caught up, and quiet from now on
     clock.on_tick(5000)
+    clock.source_progress("p0", 100_000, behind=False)
     clock.on_tick(6000)
     assert clock.watermark_ms == 204_000, "a caught-up quiet source no longer holds the pace"
 
 
 def test_no_idle_advance_while_a_source_has_a_backlog():
     clock = PartitionClock(lateness_ms=0, self_timed=False, idle_advance_ms=1000)
-    clock.source_progress("p0", 10_000, behind=True)
     for wall in range(0, 20_000, 1000):
+        clock.source_progress("p0", 10_000, behind=True)
         clock.on_tick(wall)
     assert clock.watermark_ms == 10_000
-    clock.source_progress("p0", 10_000, behind=False)
     for wall in range(20_000, 30_000, 1000):
+        clock.source_progress("p0", 10_000, behind=False)
         clock.on_tick(wall)
     assert clock.watermark_ms > 10_000
 
 
-def test_a_clock_saved_before_backlogs_were_reported_still_loads():
+def test_a_clock_saved_before_backlogs_or_reports_were_kept_still_loads():
     saved = PartitionClock(lateness_ms=0, self_timed=False).to_dict()
-    del saved["behind"]
-    assert PartitionClock.from_dict(saved).behind == []
+    del saved["behind"], saved["reported"]
+    loaded = PartitionClock.from_dict(saved)
+    assert loaded.behind == [] and loaded.reported == []
+
+
+def test_a_source_nobody_reported_over_a_tick_interval_holds_the_pace_at_its_last_time():
+    """Its reader stopped, and whoever takes its partition over has said nothing yet: records may
+    wait in it, older than the others' latest. It is unread, not idle."""
+    clock = PartitionClock(lateness_ms=0, self_timed=False, idle_advance_ms=1000)
+    clock.source_progress("p0", 100_000)
+    clock.source_progress("p1", 300_000)
+    for wall in range(0, 10_000, 1000):
+        clock.source_progress("p1", 300_000)  # p1's reader restates it; p0's says nothing
+        clock.on_tick(wall)
+    assert clock.watermark_ms == 100_000, "an unreported source was dropped, or idle advance began"
+    clock.source_unread("p0", behind=False)  # a new reader: nothing read there yet, nothing waiting
+    clock.source_progress("p1", 300_000)
+    clock.on_tick(10_000)
+    assert clock.watermark_ms == 300_000, "reported, and made no progress: idle"
 
 
 def test_ticks_out_of_order_are_ignored():
@@ -113,6 +135,7 @@ def test_a_source_without_progress_over_a_tick_interval_stops_holding_back():
     clock.source_progress("p1", 100_000)
     clock.on_tick(0)
     clock.source_progress("p0", 300_000)
+    clock.source_progress("p1", 100_000)  # its reader restates it: nothing new
     clock.on_tick(1000)  # p1 made progress since the last tick? no: it no longer holds the pace
     assert clock.watermark_ms == 299_000
     # Once it moves again, it is active again (but the watermark never goes back).

@@ -242,7 +242,8 @@ def test_in_any_order_the_partitions_report_what_detect_reports(
 ) -> None:
     """Guests, identifies across partitions, events out of order within the lateness; produced all
     at once (a backlog) or bit by bit in file order; read, delivered, announced and ticked in any order
-    (a tick always follows an announcement, as the worker announces every 20 ms and ticks every second)."""
+    (a tick always follows an announcement that restates every partition read, as the worker announces
+    every 20 ms, restates twice per tick interval and ticks every second)."""
     settings = Settings.model_validate({"allowed_lateness_s": lateness_s, "idle_advance_s": 10**6})
     config = SimulationConfig(
         journeys=10,
@@ -281,7 +282,7 @@ def test_in_any_order_the_partitions_report_what_detect_reports(
         elif action == "announce":
             topology.announce()
         elif action == "tick":
-            topology.announce()
+            topology.announce(restate=True)
             topology.tick()
     if not produced:
         topology.catch_up()
@@ -311,7 +312,7 @@ def test_a_partition_reached_a_tick_interval_after_the_burst_began_is_waited_for
     topology.produce(lines[:1], partition_of)
     topology.read(partition_of(0, lines[0]), 1)
     for _ in range(2):
-        topology.announce()
+        topology.announce(restate=True)
         topology.tick()
     topology.catch_up()
     topology.produce(lines[1:], lambda i, raw: partition_of(1 + i, raw))
@@ -337,7 +338,7 @@ def test_records_applied_where_they_were_read_after_a_tick_do_not_let_it_pass_th
     topology.produce(burst, lambda i, raw: i)
     topology.read(0, 1)
     for _ in range(2):
-        topology.announce()
+        topology.announce(restate=True)
         topology.tick()
     topology.produce(rest, lambda i, raw: i)
     topology.read(1, 2)  # applied where read, ahead of the ticks still waiting in the re-keyed topic
@@ -351,13 +352,47 @@ def test_records_applied_where_they_were_read_after_a_tick_do_not_let_it_pass_th
     assert topology.moments == []
 
 
+def test_ticks_before_the_new_reader_reports_release_no_input_partition_after_a_takeover() -> None:
+    """The last reader said partition 1 had nothing waiting; a producer's batch for it (older than
+    partition 0's latest events) landed a moment later, and the worker stopped before it read it.
+    The next worker's ticks reach the journey partitions before its reader has said anything:
+    partition 1 made no progress over those tick intervals, but only because nobody read it, so it
+    still holds event time, and its checkout completed in time is not abandoned (found by the
+    graceful-shutdown fault test)."""
+    settings = Settings.model_validate({"allowed_lateness_s": 0, "idle_advance_s": 10**6})
+    topology = Topology(settings, 2)
+    customer, other = _keys_on_n(1, 2), _keys_on_n(0, 2)
+    topology.catch_up()
+    topology.produce(
+        [line("page_view", 0, key=other, url="/"), line("checkout_started", 0, key=customer, cart_id="c")],
+        lambda i, raw: i,
+    )
+    ahead = line("page_view", 7200, key=other, url="/")
+    late_batch = line("order_completed", 60, key=customer, order_id="o", cart_id="c")
+    topology.produce([ahead], lambda i, raw: 0)
+    for partition in range(2):
+        topology.read(partition, 10)
+    topology.announce()
+    topology.tick()
+    topology.catch_up()
+    topology.take_over()
+    topology.produce([late_batch], lambda i, raw: 1)
+    for _ in range(2):
+        topology.tick()
+        topology.catch_up()
+    assert topology.moments == [], "event time passed partition 1's unread records"
+    topology.settle()
+    assert all(engine.stats["late"] == 0 for engine in topology.engines.values())
+    assert topology.moments == []
+
+
 def test_a_fresh_worker_waits_for_every_input_partition_however_long_it_idles() -> None:
     """Before any traffic, ticks release no partition: a burst reaching partition 0 first must not
     carry event time past partition 1's events, read a moment later."""
     settings = Settings.model_validate({"allowed_lateness_s": 0, "idle_advance_s": 10**6})
     topology = Topology(settings, 2)
     for _ in range(100):
-        topology.announce()
+        topology.announce(restate=True)
         topology.tick()
         topology.settle()
     late_partition = _keys_on_n(1, 2)

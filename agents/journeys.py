@@ -7,10 +7,12 @@ what it returns: moments, records for other journey partitions, dead letters.
 Journey state lives in a changelog-backed table, so a restarted or
 rebalanced worker resumes with the same journeys and open timeouts; the
 timer index is rebuilt from the table when a partition is (re)assigned.
-Records are taken in batches: each changed journey, and the clock of each
-partition that had records, is written once per batch, before the batch's
-offsets can be committed. A leader timer ticks every partition so quiet ones
-still move on.
+Records are taken in batches; each changed journey, and the clock of each
+partition that had records, is written once per offset commit (the
+consumer's commit guard, ``streams/consumer.py``), right before the offsets
+it covers are committed, however many batches changed it; or sooner, when
+more than ``state_cache_journeys`` wait, and before partitions are given up.
+A leader timer ticks every partition so quiet ones still move on.
 """
 
 from __future__ import annotations
@@ -18,7 +20,8 @@ from __future__ import annotations
 import asyncio
 import logging
 import time
-from collections.abc import Awaitable, Callable, Iterable
+from collections.abc import AsyncIterator, Awaitable, Callable, Iterable
+from contextlib import asynccontextmanager
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -136,6 +139,10 @@ class PartitionEngines:
                 headers=_quarantine_headers(table, partition, unreadable.reason),
             )
 
+    def waiting(self) -> int:
+        """Changed journeys not yet written."""
+        return sum(len(store.pending) for store in self.stores.values())
+
     async def flush(self) -> None:
         """Write the pending journeys, then the clocks of the partitions that had records.
 
@@ -196,13 +203,16 @@ class JourneysAgent:
     busy: asyncio.Lock = field(default_factory=asyncio.Lock)
     # From giving partitions up until new ones are assigned: records still buffered are not applied.
     between_assignments: bool = False
+    # Changed journeys that may wait for the next commit; past it, a batch writes them.
+    cache_limit: int = 0
 
     async def process(self, batch: Iterable[AgentEvent]) -> None:
-        """Handle each record, then write the changed journeys.
+        """Handle each record; write the changed journeys if more than ``cache_limit`` wait.
 
+        The others are written at the next offset commit (:meth:`committing`).
         Faust acks a batch when the next one is asked for, or when the agent
-        stops mid-batch (it acks the whole batch then), so its journeys are
-        written before its offsets can be committed, on every way out.
+        stops mid-batch (it acks the whole batch then): stopped mid-batch, the
+        batch's journeys are written at once.
         """
         async with self.busy:
             if self.between_assignments:
@@ -215,8 +225,19 @@ class JourneysAgent:
             try:
                 for event in batch:
                     await self.handle(event)
-            finally:
+            except BaseException:
                 await self.engines.flush()
+                raise
+            if self.engines.waiting() > self.cache_limit:
+                await self.engines.flush()
+
+    @asynccontextmanager
+    async def committing(self) -> AsyncIterator[None]:
+        """Around an offset commit: every journey changed so far is written first, and no batch
+        is applied until the offsets are committed (its acks cannot join them half-written)."""
+        async with self.busy:
+            await self.engines.flush()
+            yield
 
     async def give_up_partitions(self) -> None:
         """Once the batch being applied is written, forget every engine (a rebalance took partitions).
@@ -351,7 +372,8 @@ def register(mw: AgentApp, inputs: InputTopic) -> JourneysAgent:
                 )
                 await send(deadletter_topic, event.key, encode_dead_letter(record))
 
-    shell = JourneysAgent(engines, handle_safely)
+    shell = JourneysAgent(engines, handle_safely, cache_limit=mw.settings.state_cache_journeys)
+    mw.guard_commits(shell.committing)
 
     @mw.app.agent(mw.journey_inputs, name="journeys")
     async def journeys(stream: EventStream) -> None:

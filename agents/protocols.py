@@ -9,6 +9,7 @@ are used as they are.
 from __future__ import annotations
 
 from collections.abc import AsyncIterator, Awaitable, Callable, Iterable, Mapping, Sequence
+from contextlib import AbstractAsyncContextManager
 from typing import Any, Protocol, TypeVar, runtime_checkable
 
 from faust.types import TP
@@ -192,6 +193,10 @@ class AgentApp(Protocol):
 
     async def written(self) -> None:
         """Return once every record sent so far is on the broker (failed ones are sent again)."""
+        ...
+
+    def guard_commits(self, guard: Callable[[], AbstractAsyncContextManager[None]]) -> None:
+        """Every offset commit of the worker's consumer runs inside ``guard()``."""
         ...
 
     async def send_batch(

@@ -356,6 +356,9 @@ class Settings(_Strict):
     # to the input topic.
     metadata_refresh_s: float = Field(default=30, gt=0)
     shutdown_grace_s: float = Field(default=20, gt=0)
+    # Journeys changed since the last offset commit are written at the commit, each once; past
+    # this many waiting, the batch that passed it writes them at once (0: every batch writes).
+    state_cache_journeys: int = Field(default=5000, ge=0)
     # This worker's stable name in its consumer group (static membership): restarted under
     # the same name, it takes its partitions back at once instead of after session_timeout_s.
     # Empty: a name made once and kept in the data dir (<data_dir>/<app>/instance-id).

@@ -25,7 +25,7 @@ from faust.types.tuples import RecordMetadata as FaustRecordMetadata
 from motwatch.kafka.security import Endpoint, endpoint_of
 from motwatch.settings import Settings
 from motwatch.streams.assignor import RejoiningAssignor
-from motwatch.streams.consumer import PromptConsumer
+from motwatch.streams.consumer import CommitGuard, PromptConsumer, guard_commits
 from motwatch.streams.delivery import Deliveries
 from motwatch.streams.faust_internals import aiokafka_producer, codec_type, restart_idempotence
 from motwatch.streams.metrics import Metrics
@@ -192,6 +192,10 @@ class Motwatch:
     async def written(self) -> None:
         """Return once every record sent so far is on the broker, sending failed ones again."""
         await self.deliveries.settle()
+
+    def guard_commits(self, guard: CommitGuard) -> None:
+        """Every offset commit of the worker's consumer runs inside ``guard()`` (``streams/consumer.py``)."""
+        guard_commits(self.app, guard)
 
     async def send_batch(
         self,

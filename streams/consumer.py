@@ -10,6 +10,11 @@ at once, and falls back to Faust's way, with the delivery resumed where it
 stopped, only when it does have to wait. Either way the outcome is the one
 ``wait_first`` gives: the delivery finished first, or something else did.
 
+Every offset commit runs inside the guard the agents gave
+(:func:`guard_commits`): the journey agent writes the journeys it changed
+since the last commit there, so no offset is committed before the state it
+covers is written, and state is written once per commit, not once per batch.
+
 When a worker's partitions are assigned, Faust's recovery resumes them and
 seeks them to their committed offsets while its fetcher runs, then clears
 the streams' buffers and resumes the flow. Two things lost records there:
@@ -27,7 +32,9 @@ from __future__ import annotations
 import asyncio
 import logging
 import types
-from collections.abc import Coroutine, Generator, Mapping
+import weakref
+from collections.abc import Callable, Coroutine, Generator, Mapping
+from contextlib import AbstractAsyncContextManager
 from typing import Any
 
 from faust.transport.drivers.aiokafka import Consumer
@@ -43,6 +50,16 @@ from motwatch.streams.faust_internals import (
 )
 
 log = logging.getLogger("motwatch.consumer")
+
+CommitGuard = Callable[[], AbstractAsyncContextManager[None]]
+# The guard of each app's commits (an app has one consumer, created when it starts).
+_GUARDS: weakref.WeakKeyDictionary[Any, CommitGuard] = weakref.WeakKeyDictionary()
+
+
+def guard_commits(app: Any, guard: CommitGuard) -> None:
+    """Every offset commit of ``app``'s consumer runs inside ``guard()``, entered before the
+    offsets to commit are chosen and left once they are committed."""
+    _GUARDS[app] = guard
 
 
 class PromptConsumer(Consumer):
@@ -81,6 +98,14 @@ class PromptConsumer(Consumer):
             message.acked = True
             return False
         return super().ack(message)
+
+    async def force_commit(self, topics: Any = None, start_new_transaction: bool = True) -> bool:
+        """Faust's commit, inside the app's commit guard (:func:`guard_commits`), if it has one."""
+        guard = _GUARDS.get(self.app)
+        if guard is None:
+            return await super().force_commit(topics, start_new_transaction=start_new_transaction)
+        async with guard():
+            return await super().force_commit(topics, start_new_transaction=start_new_transaction)
 
     async def perform_seek(self) -> None:
         """Seek every partition to where reading resumes, the flow stopped from the start.

@@ -202,6 +202,10 @@ OVERRIDDEN: tuple[Override, ...] = (
     Override(aiokafka_driver.Consumer, "verify_event_path", False, ("now", "tp"), _PROMPT_CONSUMER),
     Override(aiokafka_driver.Consumer, "seek_to_committed", True, (), _PROMPT_CONSUMER),
     Override(aiokafka_driver.Consumer, "wait_first", True, ("coros", "timeout"), _PROMPT_CONSUMER),
+    # Every commit inside the agents' guard: the state it covers is written first.
+    Override(
+        aiokafka_driver.Consumer, "force_commit", True, ("topics", "start_new_transaction"), _PROMPT_CONSUMER
+    ),
     # Acknowledgements of records fetched in an earlier generation of the group.
     Override(aiokafka_driver.Consumer, "ack", False, ("message",), _PROMPT_CONSUMER),
     # A static member's assignment, taken back under another web address.

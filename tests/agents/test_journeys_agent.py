@@ -228,6 +228,16 @@ class Shell:
         self.metrics = Metrics()
         failures = self.metrics.write_failures
         self.deliveries = Deliveries(lambda stream, exc: failures.labels(stream).inc(), sleep=_no_pause)
+        self.commit_guard: Callable[[], Any] | None = None
+
+    def guard_commits(self, guard: Callable[[], Any]) -> None:
+        self.commit_guard = guard
+
+    async def commit(self) -> None:
+        """What the consumer does around an offset commit: enter the guard, commit, leave."""
+        assert self.commit_guard is not None
+        async with self.commit_guard():
+            self.producer.sent.append(("(committed)", None, None, None))
 
     async def send(
         self,
@@ -292,9 +302,12 @@ class Event:
 
 
 def _agent(
-    producer: Producer, partitions: int = 1, direct: bool = True, lateness_s: float = 0
+    producer: Producer, partitions: int = 1, direct: bool = True, lateness_s: float = 0, cache: int = 0
 ) -> tuple[journeys.JourneysAgent, Shell]:
-    settings = Settings(partitions=partitions, allowed_lateness_s=lateness_s, idle_advance_s=0)
+    """The agent over stand-ins; ``cache``: changed journeys that may wait for the commit (0: none)."""
+    settings = Settings(
+        partitions=partitions, allowed_lateness_s=lateness_s, idle_advance_s=0, state_cache_journeys=cache
+    )
     mw = Shell(settings, producer)
     return _register(mw, direct), mw
 
@@ -451,6 +464,73 @@ async def test_each_changed_journey_is_written_once_per_batch() -> None:
     assert set(mw.journeys) == {k.decode() for k in written}
     assert len(written) < len(touchpoints)
     assert PartitionClock.from_json(mw.clocks["0"]) == agent.engines.engines[0].clock  # saved with the batch
+
+
+async def test_a_journey_changed_by_many_batches_is_written_once_at_the_commit() -> None:
+    producer = Producer()
+    agent, mw = _agent(producer, cache=10_000)
+    touchpoints = _batches()[0]
+    half = len(touchpoints) // 2
+    await agent.process(touchpoints[:half])
+    await agent.process(touchpoints[half:])
+    assert producer.to("journeys-changelog") == [] and producer.to(CLOCKS_CHANGELOG) == []
+    await mw.commit()
+    written = [k for k, _ in producer.to("journeys-changelog")]
+    keys = {(e.key or b"").decode() for e in touchpoints}
+    assert len(written) == len(set(written)) == len(keys)  # each once, though both batches changed many
+    assert set(mw.journeys) == keys
+    # written, acknowledged and the clock saved, all before the offsets are committed
+    topics = [topic for topic, *_ in producer.sent]
+    assert topics[-1] == "(committed)" and topics[-2] == FLUSHED
+    assert topics.index(CLOCKS_CHANGELOG) < len(topics) - 2
+    assert PartitionClock.from_json(mw.clocks["0"]) == agent.engines.engines[0].clock
+
+
+async def test_past_the_cache_limit_a_batch_writes_at_once() -> None:
+    producer = Producer()
+    touchpoints = _batches()[0]
+    keys = {e.key for e in touchpoints}
+    agent, _ = _agent(producer, cache=len(keys) - 1)
+    await agent.process(touchpoints)
+    assert len(producer.to("journeys-changelog")) == len(keys)
+
+
+async def test_no_batch_is_applied_while_offsets_are_committed() -> None:
+    """A batch taken while the commit runs waits: its records must not be acknowledged into
+    the offsets being committed with their journeys unwritten."""
+    producer = Producer()
+    agent, mw = _agent(producer, cache=10_000)
+    touchpoints = _batches()[0]
+    assert mw.commit_guard is not None
+    async with mw.commit_guard():
+        applying = asyncio.ensure_future(agent.process(touchpoints))
+        for _ in range(20):
+            await asyncio.sleep(0)
+        assert not applying.done() and agent.engines.waiting() == 0
+    await applying
+    assert agent.engines.waiting() > 0
+
+
+async def test_a_batch_stopped_midway_writes_what_it_changed() -> None:
+    producer = Producer()
+    agent, _ = _agent(producer, cache=10_000)
+    touchpoints = _batches()[0]
+    stop_after = 5
+
+    async def handle_then_stop(event: Any, handle: Any = agent.handle) -> None:
+        if event.message.offset == stop_after:
+            raise asyncio.CancelledError
+        await handle(event)
+
+    agent.handle = handle_then_stop
+    try:
+        await agent.process(touchpoints)
+    except asyncio.CancelledError:
+        pass
+    else:
+        raise AssertionError("the batch was not stopped")
+    written = {k.decode() for k, _ in producer.to("journeys-changelog")}
+    assert written == {(e.key or b"").decode() for e in touchpoints[:stop_after]}
 
 
 async def test_a_tick_that_cannot_be_sent_is_given_up_not_fatal(caplog) -> None:

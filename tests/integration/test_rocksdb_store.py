@@ -34,7 +34,9 @@ from tests.workers import (
 
 pytestmark = pytest.mark.integration
 
-SETTINGS = {"partitions": 4, "idle_advance_s": 36000, "store": "rocksdb://"}
+# At most 100 changed journeys wait for a commit: the run has many flushes, and the last one before
+# the kill holds a few of the journeys, not all of them.
+SETTINGS = {"partitions": 4, "idle_advance_s": 36000, "store": "rocksdb://", "state_cache_journeys": 100}
 ROW = re.compile(r"^\|\s*(\S+)\s*\|\s*(\d+)\s*\|\s*(-?\d+)\s*\|\s*$")
 
 
@@ -131,7 +133,7 @@ async def test_a_worker_killed_mid_stream_resumes_from_the_changelog_tail(
         f"changelog records read {tail} of {written}; {journeys} journeys, {read} states read, "
         f"{last_flush} of the last flush"
     )
-    assert journeys > 400 and written > 2 * journeys
+    assert journeys > 400 and written >= journeys
     assert tail * 10 < journeys, f"read {tail} changelog records for {journeys} journeys"
     # Only the states of the last flush before the kill were read (how many depends on where the
     # kill fell); every other journey was indexed from the due time kept beside the store.

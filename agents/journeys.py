@@ -23,6 +23,7 @@ import time
 from collections.abc import AsyncIterator, Awaitable, Callable, Iterable
 from contextlib import asynccontextmanager
 from dataclasses import dataclass, field
+from time import perf_counter
 from typing import Any
 
 from faust.types import TP
@@ -205,6 +206,8 @@ class JourneysAgent:
     between_assignments: bool = False
     # Changed journeys that may wait for the next commit; past it, a batch writes them.
     cache_limit: int = 0
+    # Called once a batch is done (or stopped): its records' metrics are added at once.
+    counted: Callable[[], None] = lambda: None
 
     async def process(self, batch: Iterable[AgentEvent]) -> None:
         """Handle each record; write the changed journeys if more than ``cache_limit`` wait.
@@ -228,6 +231,8 @@ class JourneysAgent:
             except BaseException:
                 await self.engines.flush()
                 raise
+            finally:
+                self.counted()
             if self.engines.waiting() > self.cache_limit:
                 await self.engines.flush()
 
@@ -280,6 +285,8 @@ def register(mw: AgentApp, inputs: InputTopic) -> JourneysAgent:
 
     send = mw.send
     metrics = mw.metrics
+    # What each record of a batch did, added to the metrics once the batch is done.
+    tally = metrics.tally()
     moments_topic = mw.settings.moments_topic
     by_journey_topic = mw.settings.by_journey_topic
     deadletter_topic = mw.settings.deadletter_topic
@@ -291,7 +298,7 @@ def register(mw: AgentApp, inputs: InputTopic) -> JourneysAgent:
         if outcome.steps:
             now = time.time()
             for step in outcome.steps:
-                metrics.observe_step(step, outcome.event, now)
+                tally.step(step, outcome.event, now)
                 for moment in step.moments:
                     await send(moments_topic, moment.journey_key.encode(), moment.to_json())
         for out in outcome.sends:
@@ -320,7 +327,7 @@ def register(mw: AgentApp, inputs: InputTopic) -> JourneysAgent:
 
     async def take_touchpoint(event: AgentEvent) -> None:
         """A touchpoint as produced: validated, applied here or re-keyed, or dead-lettered."""
-        metrics.received.inc()
+        tally.received += 1
         # A vendor's message may carry several touchpoints, and its headers say what it is.
         headers = None if vendor_format is None else header_map(event.headers)
         for outcome in dispatch.touchpoints(
@@ -329,7 +336,7 @@ def register(mw: AgentApp, inputs: InputTopic) -> JourneysAgent:
             if outcome.rejection is not None:
                 metrics.rejected.labels(outcome.rejection.reason).inc()
             elif outcome.event is not None:
-                metrics.accept(outcome.event)
+                tally.accept(outcome.event)
             await carry_out(outcome, event.key)
 
     async def handle(event: AgentEvent) -> None:
@@ -344,19 +351,19 @@ def register(mw: AgentApp, inputs: InputTopic) -> JourneysAgent:
                 metrics.set_watermark(partition, watermark / 1000)
 
     touchpoints_topic = mw.settings.touchpoints_topic
-    ingest_timer = mw.metrics.processing.labels("ingest").time
-    journeys_timer = mw.metrics.processing.labels("journeys").time
 
     async def handle_safely(event: AgentEvent) -> None:
         produced = event.message.topic == touchpoints_topic
+        stage = "ingest" if produced else "journeys"
+        began = perf_counter()
         try:
             if produced:
-                with ingest_timer():
-                    await take_touchpoint(event)
+                await take_touchpoint(event)
             else:
-                with journeys_timer():
-                    await handle(event)
-        except Exception as exc:  # one bad record never stops the stream, nor is lost
+                await handle(event)
+            tally.took(stage, perf_counter() - began)
+        except Exception as exc:
+            tally.took(stage, perf_counter() - began)  # one bad record never stops the stream, nor is lost
             message = event.message
             log.exception(
                 "journey agent failed on %s[%s]@%s", message.topic, message.partition, message.offset
@@ -372,7 +379,12 @@ def register(mw: AgentApp, inputs: InputTopic) -> JourneysAgent:
                 )
                 await send(deadletter_topic, event.key, encode_dead_letter(record))
 
-    shell = JourneysAgent(engines, handle_safely, cache_limit=mw.settings.state_cache_journeys)
+    shell = JourneysAgent(
+        engines,
+        handle_safely,
+        counted=lambda: metrics.add(tally),
+        cache_limit=mw.settings.state_cache_journeys,
+    )
     mw.guard_commits(shell.committing)
 
     @mw.app.agent(mw.journey_inputs, name="journeys")

@@ -13,10 +13,15 @@ stale lag or watermark behind.
 
 Every metric the dashboards and alert rules use is declared here; a test
 checks that they use nothing else.
+
+What each record does is counted in a :class:`Tally` as it happens and added
+to the series once per batch (:meth:`Metrics.add`): the same values as
+counting each record, without a lock taken per record and series.
 """
 
 from __future__ import annotations
 
+from collections import Counter as Tallied
 from collections.abc import Iterable, Mapping
 from typing import Any
 
@@ -24,6 +29,7 @@ from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram
 
 from motwatch.core.engine import Step
 from motwatch.core.events import CHANNELS, Touchpoint
+from motwatch.streams.prometheus_internals import observe_all
 
 # The channel label of a moment whose touchpoint's channel is not in the contract.
 NO_CHANNEL = "none"
@@ -188,22 +194,30 @@ class Metrics:
             "checkout_duration": self.checkout_duration,
         }
 
-    def accept(self, event: Touchpoint) -> None:
-        # One series per (channel, type), a bounded set: kept at hand, as labels() costs a lock per call.
-        series = self._accepted.get((event.channel, event.type))
-        if series is None:
-            series = self._accepted[(event.channel, event.type)] = self.accepted.labels(
-                event.channel, event.type
-            )
-        series.inc()
+    def tally(self) -> Tally:
+        """A tally for the next batch of records, added to the series by :meth:`add`."""
+        return Tally(self)
 
-    def observe_step(self, step: Step, event: Touchpoint | None, now_s: float) -> None:
-        """Count what one record caused in the journey engine."""
+    def add(self, tally: Tally) -> None:
+        """Add what a batch's tally counted to the series, and start it afresh."""
+        if tally.received:
+            self.received.inc(tally.received)
+        for (channel, type_), count in tally.accepted.items():
+            # One series per (channel, type), a bounded set: kept at hand, as labels() costs a lock.
+            series = self._accepted.get((channel, type_))
+            if series is None:
+                series = self._accepted[(channel, type_)] = self.accepted.labels(channel, type_)
+            series.inc(count)
+        observe_all(self.event_lag, tally.lags)
+        for agent, seconds in tally.processing.items():
+            observe_all(self.processing.labels(agent), seconds)
+        tally.clear()
+
+    def count_rare(self, step: Step, event: Touchpoint | None, now_s: float) -> None:
+        """What few records cause (duplicates, late events, moments): counted as they happen."""
         if event is not None:
             if step.duplicate:
                 self.duplicates.labels(event.channel).inc()
-            else:
-                self.event_lag.observe(max(0.0, now_s - event.occurred_ms / 1000))
             if step.late:
                 self.late.labels(event.channel).inc()
         for m in step.moments:
@@ -240,3 +254,42 @@ class Metrics:
         for labels, lag in current.items():
             self.consumer_lag.labels(*labels).set(lag)
         self._lag_partitions = set(current)
+
+
+class Tally:
+    """What a batch of records did to the per-record series, until :meth:`Metrics.add` adds it.
+
+    Touchpoints read and accepted, event lag, time spent per record: counted
+    here as they happen. What few records cause (duplicates, late events,
+    moments with their exemplars) goes to the series at once.
+    """
+
+    def __init__(self, metrics: Metrics) -> None:
+        self.metrics = metrics
+        self.received = 0
+        self.accepted: Tallied[tuple[str, str]] = Tallied()
+        self.lags: list[float] = []
+        self.processing: dict[str, list[float]] = {}
+
+    def accept(self, event: Touchpoint) -> None:
+        self.accepted[(event.channel, event.type)] += 1
+
+    def step(self, step: Step, event: Touchpoint | None, now_s: float) -> None:
+        """What one record caused in the journey engine."""
+        if event is not None and not step.duplicate:
+            self.lags.append(max(0.0, now_s - event.occurred_ms / 1000))
+        if step.duplicate or step.late or step.moments or step.reached or step.measurements:
+            self.metrics.count_rare(step, event, now_s)
+
+    def took(self, agent: str, seconds: float) -> None:
+        """One record of ``agent`` (ingest, journeys) took ``seconds`` to process."""
+        durations = self.processing.get(agent)
+        if durations is None:
+            durations = self.processing[agent] = []
+        durations.append(seconds)
+
+    def clear(self) -> None:
+        self.received = 0
+        self.accepted.clear()
+        self.lags.clear()
+        self.processing.clear()

@@ -41,12 +41,14 @@ def reported(*events: Any) -> tuple[Metrics, list[Moment]]:
     ``LATENCY_S`` after it occurred; and the moments."""
     engine = JourneyEngine(settings(allowed_lateness_s=0))
     metrics = Metrics()
+    tally = metrics.tally()
     moments: list[Moment] = []
     for event in events:
         step = engine.process(event)
         moments += step.moments
         now = max((m.occurred_ms / 1000 + LATENCY_S for m in step.moments), default=time.time())
-        metrics.observe_step(step, event, now)
+        tally.step(step, event, now)
+    metrics.add(tally)
     return metrics, moments
 
 

@@ -10,15 +10,16 @@ import dataclasses
 import time
 from typing import Any
 
-import prometheus_client.context_managers
 import pytest
 from prometheus_client import generate_latest
 from prometheus_client.parser import text_string_to_metric_families
 
+from motwatch.agents import journeys
 from motwatch.core.engine import JourneyEngine, Step
 from motwatch.core.events import Touchpoint
 from motwatch.core.records import TICK, control_headers, encode_body
 from motwatch.streams.metrics import NO_CHANNEL, Metrics
+from motwatch.streams.prometheus_internals import observe_all
 from tests.agents.test_journeys_agent import Producer, _agent, _record
 from tests.journeys import line, settings, touch
 
@@ -41,6 +42,7 @@ def labels_of(metrics: Metrics, name: str) -> list[dict[str, str]]:
 def test_a_moment_is_counted_with_the_channel_of_the_touchpoint_that_failed() -> None:
     engine = JourneyEngine(settings(allowed_lateness_s=0))
     metrics = Metrics()
+    tally = metrics.tally()
     for event in (
         touch("payment_failed", 10, cart_id="c1"),
         touch("page_view", 20, channel="web", url="https://shop.example/gone", http_status=404),
@@ -48,7 +50,8 @@ def test_a_moment_is_counted_with_the_channel_of_the_touchpoint_that_failed() ->
             "link_click", 30, channel="email", url="mail-1", target_url="https://x.example/", http_status=410
         ),
     ):
-        metrics.observe_step(engine.process(event), event, time.time())
+        tally.step(engine.process(event), event, time.time())
+    metrics.add(tally)
     counted = {(d["kind"], d["channel"], d["owner"]): d for d in labels_of(metrics, "motwatch_moments_total")}
     assert set(counted) == {
         ("checkout_error", "checkout", "ecommerce"),
@@ -69,7 +72,9 @@ def test_a_channel_outside_the_contract_is_counted_as_none() -> None:
     step = Step()
     step.moments.append(dataclasses.replace(reported[0], channel="https://not-a-channel.example/?q=1"))
     metrics = Metrics()
-    metrics.observe_step(step, None, time.time())
+    tally = metrics.tally()
+    tally.step(step, None, time.time())
+    metrics.add(tally)
     assert [d["channel"] for d in labels_of(metrics, "motwatch_moments_total")] == [NO_CHANNEL]
 
 
@@ -120,11 +125,14 @@ def histogram(metrics: Metrics, name: str, **labels: str) -> tuple[dict[float, f
 
 
 def fed(*events: Touchpoint, **overrides: Any) -> Metrics:
-    """A worker's metrics after ``events`` went through the engine one by one, as the agent counts them."""
+    """A worker's metrics after ``events`` went through the engine one by one, as the agent counts
+    them: in one batch."""
     engine = JourneyEngine(settings(allowed_lateness_s=0, **overrides))
     metrics = Metrics()
+    tally = metrics.tally()
     for event in events:
-        metrics.observe_step(engine.process(event), event, time.time())
+        tally.step(engine.process(event), event, time.time())
+    metrics.add(tally)
     return metrics
 
 
@@ -209,7 +217,7 @@ async def test_processing_seconds_time_each_record_under_its_agent(monkeypatch) 
     of the re-keyed topic), with the time its handling took: a clock that only the dead-letter send
     (a slow broker) moves makes that the one record that took time."""
     now = [100.0]
-    monkeypatch.setattr(prometheus_client.context_managers, "default_timer", lambda: now[0])
+    monkeypatch.setattr(journeys, "perf_counter", lambda: now[0])
 
     class SlowDeadLetters(Producer):
         async def send(self, topic: str, *rest: Any) -> Any:
@@ -229,3 +237,45 @@ async def test_processing_seconds_time_each_record_under_its_agent(monkeypatch) 
     assert (buckets[0.1], buckets[0.5]) == (5, 6)  # the five valid ones took no time, the reject 0.3 s
     assert histogram(mw.metrics, "motwatch_processing_seconds", agent="journeys")[1:] == (3, 0)
     assert samples(mw.metrics, "motwatch_events_received_total") == {(): 6}
+
+
+def exposition(metrics: Metrics) -> list[bytes]:
+    """The metrics' text exposition, without the times their series were created."""
+    return [row for row in generate_latest(metrics.registry).splitlines() if b"_created" not in row]
+
+
+def test_observations_added_at_once_equal_each_observed_in_turn() -> None:
+    """``observe_all`` adds to prometheus_client's histogram as its ``observe`` does (it reads the
+    library's buckets: this fails the day they change), bounds themselves included."""
+    values = [0.0, 0.01, 0.0100001, 0.7, 1, 5, 86400, 86400.5, 1e9, *[i / 7 for i in range(200)]]
+    one_by_one, at_once = Metrics(), Metrics()
+    for value in values:
+        one_by_one.event_lag.observe(value)
+        one_by_one.processing.labels("ingest").observe(value / 1000)
+    observe_all(at_once.event_lag, values)
+    observe_all(at_once.processing.labels("ingest"), [v / 1000 for v in values])
+    observe_all(at_once.event_lag, [])
+    assert exposition(at_once) == exposition(one_by_one)
+
+
+def test_a_batch_counted_at_once_gives_the_series_of_each_record_counted_in_turn() -> None:
+    """The tally of a batch, added once, against a tally added after every record."""
+    events = [touch("page_view", i, channel="web", url="https://shop.example/") for i in range(20)] + [
+        touch("payment_failed", 30, cart_id="c1"),
+        touch("page_view", 5, channel="web", url="/"),
+    ]
+    per_record, per_batch = Metrics(), Metrics()
+    engines = [JourneyEngine(settings(allowed_lateness_s=0)) for _ in range(2)]
+    batch = per_batch.tally()
+    for event in events:
+        single = per_record.tally()
+        for tally, engine in ((single, engines[0]), (batch, engines[1])):
+            tally.received += 1
+            tally.accept(event)
+            tally.step(engine.process(event), event, 1_800_000_000.0)
+            tally.took("ingest", 0.002)
+        per_record.add(single)
+    per_batch.add(batch)
+    assert exposition(per_batch) == exposition(per_record)
+    assert samples(per_batch, "motwatch_events_received_total") == {(): len(events)}
+    assert batch.received == 0 and not batch.lags, "added, the tally starts afresh"

@@ -12,6 +12,7 @@ every second, the broker's CPU time too.
 from __future__ import annotations
 
 import asyncio
+import subprocess
 import time
 from collections.abc import Awaitable, Callable
 from pathlib import Path
@@ -19,6 +20,7 @@ from typing import Any
 
 import orjson
 
+from bench import profile as profiler
 from bench.common import (
     BenchError,
     TopicReader,
@@ -71,6 +73,7 @@ async def run_workers(
     settings: dict[str, Any] | None = None,
     gauges: bool = True,
     produce: Callable[[], Awaitable[Any]] | None = None,
+    profile_s: float = 0,
 ) -> dict[str, Any]:
     """Start ``workers`` workers; time from the first event consumed until every expected moment is written.
 
@@ -78,6 +81,7 @@ async def run_workers(
     the workers first settle (ready, every rebalance done) and ``produce()`` fills the
     topic then: several workers then measure their steady state, not their first rebalance.
     On ``timeout`` the result is partial: the rate of events the journey agent applied so far.
+    ``profile_s``: the first worker is profiled for that long from its first event (``bench/profile.py``).
     """
     env_settings = {"partitions": partitions, **WORKER_SETTINGS, **(settings or {})}
     procs = [
@@ -93,6 +97,7 @@ async def run_workers(
     ).start()
     samples: list[dict[str, Any]] = []
     broker_cpu0 = cpu_seconds(broker_pid) if broker_pid else None
+    profiling: asyncio.Future[dict[str, Any]] | None = None
     try:
         await asyncio.wait_for(reader.started.wait(), 60)
         if reader.error:
@@ -126,6 +131,10 @@ async def run_workers(
                             first_at = time.time()
                             log(f"first event consumed {first_at - w.started_at:.1f}s after start")
                             break
+                if first_at is not None and profile_s:
+                    out = workdir / "worker0-profile.txt"
+                    run = asyncio.get_running_loop().run_in_executor
+                    profiling = run(None, profiler.profile, procs[0].pid, profile_s, out)
             if now_mono >= next_sample:
                 next_sample = now_mono + 1.0
                 samples.append(
@@ -185,6 +194,13 @@ async def run_workers(
             # The journey gauge is refreshed every 15 s; wait for a value that counts every journey.
             result["active_journeys"] = await _active_journeys(procs, timeout=40)
         result["samples"] = samples
+        if profiling is not None:
+            try:
+                result["profile"] = await profiling
+            except (BenchError, OSError, subprocess.SubprocessError) as exc:
+                result["profile"] = {"error": f"{type(exc).__name__}: {exc}"}
+            # Samples taken after the last moment was written are of an idle worker.
+            result["profile"]["within_the_run"] = profile_s <= elapsed - 1
         return result
     finally:
         for w in procs:

@@ -66,6 +66,8 @@ class Plan:
     # The collector: events posted through /v1/batch (of the small file), by this many concurrent clients.
     collector_events: int
     collector_clients: int
+    # The end-to-end worker is profiled this long from its first event (py-spy): its idle share.
+    profile_s: float
 
 
 # The issue fixes the end-to-end topic (>= 1,000,000 events of 100,000 journeys: the
@@ -98,6 +100,7 @@ FULL = Plan(
     ),
     collector_events=100_000,
     collector_clients=8,
+    profile_s=30,
 )
 QUICK = Plan(
     mode="quick",
@@ -116,6 +119,7 @@ QUICK = Plan(
     figures=("core", "raw_client", "naive_faust", "quix_peer", "e2e", "recovery", "collector"),
     collector_events=10_000,
     collector_clients=4,
+    profile_s=3,
 )
 # Every figure at toy sizes: checks that each measurement still runs (a few minutes), not a result.
 SMOKE = replace(
@@ -419,6 +423,7 @@ def _measure(run: Run, plan: Plan, big: Path, big_meta: dict, small: Path, small
                 timeout=plan.e2e_timeout_s,
                 broker_pid=run.broker_pid,
                 gauges=plan.mode == "full",
+                profile_s=plan.profile_s,
             )
             return {**result, **await e2e.changelog_writes(run.bootstrap, prefix, events)}
 

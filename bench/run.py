@@ -272,6 +272,12 @@ def main(argv: list[str] | None = None) -> int:
     )
     parser.add_argument("--journeys", type=int, default=None, help="override the end-to-end size")
     parser.add_argument("--small-journeys", type=int, default=None, help="override the scaling/latency size")
+    parser.add_argument(
+        "--profile-s",
+        type=float,
+        default=None,
+        help="profile the end-to-end worker this long from its first event (0: not at all)",
+    )
     parser.add_argument("--no-save", action="store_true", help="print the table, write no result file")
     parser.add_argument("--note", default=None, help="a note stored with the result (what changed)")
     args = parser.parse_args(argv)
@@ -283,6 +289,8 @@ def main(argv: list[str] | None = None) -> int:
         plan = Plan(**{**asdict(plan), "journeys": args.journeys})
     if args.small_journeys:
         plan = Plan(**{**asdict(plan), "small_journeys": args.small_journeys})
+    if args.profile_s is not None:
+        plan = Plan(**{**asdict(plan), "profile_s": args.profile_s})
     started = datetime.now(UTC)
     stamp = started.strftime("%Y%m%dT%H%M%SZ")
     run_id = f"{stamp.lower()}-{os.getpid()}"
@@ -346,6 +354,11 @@ def main(argv: list[str] | None = None) -> int:
         path.write_text(text)
         latest.write_text(text)
         print(f"\nresult: {path.relative_to(REPO)} (and {latest.relative_to(REPO)})")
+        raw_profile = Path(((run.figures.get("e2e") or {}).get("profile") or {}).get("raw") or "/nonexistent")
+        if raw_profile.exists():
+            kept = path.with_name(f"{path.stem}-worker-profile.txt")
+            kept.write_bytes(raw_profile.read_bytes())
+            print(f"the end-to-end worker's py-spy profile: {kept.relative_to(REPO)}")
     with contextlib.suppress(OSError):
         import shutil
 

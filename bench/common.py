@@ -270,7 +270,12 @@ class Worker:
         return stop_process(self.proc, timeout) if self.proc is not None else None
 
 
+# Settings every worker of the run gets, over each measurement's own (``--worker-setting``, for A/B runs).
+WORKER_OVERRIDES: dict[str, str] = {}
+
+
 def worker_env(bootstrap: str, prefix: str, workdir: Path, **settings: Any) -> dict[str, str]:
+    settings = {**settings, **WORKER_OVERRIDES}
     env = bench_env(
         MOTWATCH_BROKER=bootstrap,
         MOTWATCH_TOPIC_PREFIX=prefix,

@@ -84,8 +84,12 @@ async def run_workers(
     ``profile_s``: the first worker is profiled for that long from its first event (``bench/profile.py``).
     """
     env_settings = {"partitions": partitions, **WORKER_SETTINGS, **(settings or {})}
+    # A data directory each: the worker's name in the group (static membership) is kept there,
+    # and two workers under one name fence each other out of the group, rebalancing for ever.
     procs = [
-        Worker(worker_env(bootstrap, prefix, workdir, **env_settings), workdir, name=f"worker{i}")
+        Worker(
+            worker_env(bootstrap, prefix, workdir / f"worker{i}", **env_settings), workdir, name=f"worker{i}"
+        )
         for i in range(workers)
     ]
     # Distinct moment ids: more than detect finds means the worker reported moments it did not.

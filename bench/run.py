@@ -32,6 +32,7 @@ from bench import collector, data, e2e, latency, memory, recovery, report
 from bench.common import (
     PYTHON,
     REPO,
+    WORKER_OVERRIDES,
     BenchError,
     bench_env,
     count_lines,
@@ -273,6 +274,13 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--journeys", type=int, default=None, help="override the end-to-end size")
     parser.add_argument("--small-journeys", type=int, default=None, help="override the scaling/latency size")
     parser.add_argument(
+        "--worker-setting",
+        action="append",
+        default=[],
+        metavar="NAME=VALUE",
+        help="a setting for every worker of the run, over the measurement's own (repeatable; for A/B runs)",
+    )
+    parser.add_argument(
         "--profile-s",
         type=float,
         default=None,
@@ -289,6 +297,11 @@ def main(argv: list[str] | None = None) -> int:
         plan = Plan(**{**asdict(plan), "journeys": args.journeys})
     if args.small_journeys:
         plan = Plan(**{**asdict(plan), "small_journeys": args.small_journeys})
+    for setting in args.worker_setting:
+        name, equals, value = setting.partition("=")
+        if not equals or not name.strip():
+            parser.error(f"--worker-setting {setting!r}: expected NAME=VALUE")
+        WORKER_OVERRIDES[name.strip()] = value
     if args.profile_s is not None:
         plan = Plan(**{**asdict(plan), "profile_s": args.profile_s})
     started = datetime.now(UTC)
@@ -334,6 +347,7 @@ def main(argv: list[str] | None = None) -> int:
         "mode": plan.mode,
         "run_id": run_id,
         "note": args.note,
+        "worker_settings": dict(WORKER_OVERRIDES),
         "started_at": started.isoformat(timespec="seconds"),
         "finished_at": finished.isoformat(timespec="seconds"),
         "duration_s": round((finished - started).total_seconds(), 1),

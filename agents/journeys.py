@@ -362,8 +362,8 @@ def register(mw: AgentApp, inputs: InputTopic) -> JourneysAgent:
             else:
                 await handle(event)
             tally.took(stage, perf_counter() - began)
-        except Exception as exc:
-            tally.took(stage, perf_counter() - began)  # one bad record never stops the stream, nor is lost
+        except Exception as exc:  # one bad record never stops the stream, nor is lost
+            tally.took(stage, perf_counter() - began)
             message = event.message
             log.exception(
                 "journey agent failed on %s[%s]@%s", message.topic, message.partition, message.offset

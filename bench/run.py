@@ -14,6 +14,7 @@ import asyncio
 import contextlib
 import json
 import os
+import shutil
 import sys
 import tempfile
 import threading
@@ -368,14 +369,12 @@ def main(argv: list[str] | None = None) -> int:
         path.write_text(text)
         latest.write_text(text)
         print(f"\nresult: {path.relative_to(REPO)} (and {latest.relative_to(REPO)})")
-        raw_profile = Path(((run.figures.get("e2e") or {}).get("profile") or {}).get("raw") or "/nonexistent")
-        if raw_profile.exists():
+        raw_profile = ((run.figures.get("e2e") or {}).get("profile") or {}).get("raw")
+        if raw_profile and Path(raw_profile).exists():
             kept = path.with_name(f"{path.stem}-worker-profile.txt")
-            kept.write_bytes(raw_profile.read_bytes())
+            shutil.copyfile(raw_profile, kept)
             print(f"the end-to-end worker's py-spy profile: {kept.relative_to(REPO)}")
     with contextlib.suppress(OSError):
-        import shutil
-
         shutil.rmtree(workdir, ignore_errors=True)
     return 1 if run.errors else 0
 

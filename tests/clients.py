@@ -15,13 +15,13 @@ learns the topic, as a producer that has been running does.
 
 from __future__ import annotations
 
-import time
 import zlib
 from collections.abc import Callable, Iterable, Sequence
 
 from confluent_kafka import KafkaError, Producer
 
 from motwatch.core.validation import journey_key_of
+from tests.workers import wait_until
 
 
 def journey_key(line: bytes) -> bytes | None:
@@ -42,14 +42,12 @@ def wait_known(producer: Producer, topic: str, timeout_s: float = 30.0) -> None:
     a cluster the others learn of it a moment later, and a producer asking one of them is told
     it does not exist (yet).
     """
-    deadline = time.monotonic() + timeout_s
-    while True:
-        known = producer.list_topics(topic, timeout=timeout_s).topics.get(topic)
-        if known is not None and known.error is None and known.partitions:
-            return
-        why = known.error if known is not None else "no such topic"
-        assert time.monotonic() < deadline, f"{topic} is not known after {timeout_s:g}s: {why}"
-        time.sleep(0.1)
+
+    def known() -> bool:
+        metadata = producer.list_topics(topic, timeout=timeout_s).topics.get(topic)
+        return metadata is not None and metadata.error is None and bool(metadata.partitions)
+
+    wait_until(known, timeout_s, f"the producer's broker to know {topic}")
 
 
 def produce_with_librdkafka(

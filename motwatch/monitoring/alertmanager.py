@@ -38,6 +38,7 @@ PIPELINE_DOWN = (
     "MotwatchWorkerDown",
     "MotwatchWorkerMissing",
     "MotwatchWorkerStalled",
+    "MotwatchKafkaUnreachable",
     "MotwatchConsumerLagHigh",
     "MotwatchWatermarkStalled",
 )

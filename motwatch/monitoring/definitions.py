@@ -783,6 +783,36 @@ PIPELINE = Dashboard(
                 ),
             ),
         ),
+        Row(
+            "Kafka",
+            (
+                Panel(
+                    "Kafka reachable, by worker",
+                    "timeseries",
+                    (Target("max by (instance) (motwatch_kafka_reachable)", "{{instance}}"),),
+                    decimals=0,
+                    minimum=0,
+                    maximum=1,
+                    shows="1 while a Kafka broker answers the worker's probe (every second), 0 during an "
+                    "outage (two probes in a row found no broker); no line before the first probe.",
+                    look_first="A worker at 0: the brokers' health, then network and DNS from the worker to "
+                    "them, and the worker's log ('Kafka unreachable since …'); motwatch status says for "
+                    "how long.",
+                ),
+                Panel(
+                    "Failed writes per second, by stream",
+                    "timeseries",
+                    (Target(per_second("motwatch_write_failures_total", "stream"), "{{stream}}"),),
+                    unit="cps",
+                    shows="Failed tries to write a record, by what it is (moments, deadletter, by_journey, "
+                    "quarantine, journeys_changelog, clocks_changelog); each is tried again until written, "
+                    "and the worker takes no input meanwhile. No line while no write has failed.",
+                    look_first="One stream failing: its topic's configuration (max.message.bytes, "
+                    "min.insync.replicas, ACLs) and the broker's log; every stream failing: Kafka "
+                    "reachable.",
+                ),
+            ),
+        ),
     ),
 )
 
@@ -1014,6 +1044,50 @@ ALERTS: tuple[Alert, ...] = (
         look_first="The worker's log (a stuck agent, a rebalance that never finished); restart it if it does "
         "not recover. A worker with no partitions (more workers than partitions) also shows this.",
         panel=PanelRef("motwatch-pipeline", "Rebalances in progress and producer send errors"),
+    ),
+    Alert(
+        name="MotwatchKafkaUnreachable",
+        query="motwatch_kafka_reachable",
+        op="<=",
+        threshold=0,
+        for_="2m",
+        severity="critical",
+        owner=PIPELINE_OWNER,
+        value_format="humanize",
+        summary="motwatch worker {label:instance} cannot reach Kafka",
+        description="The worker at {label:instance} cannot reach any Kafka broker: none answers its probe. "
+        "Nothing is read or written meanwhile, so no failing moment is reported; moments are held until "
+        "Kafka is back, and the worker catches up by itself (late, none lost). "
+        "motwatch_kafka_unreachable_seconds says how long the outage has lasted.",
+        fires_when="a worker whose probe has found no Kafka broker answering (motwatch_kafka_reachable 0), "
+        "for {for}",
+        look_first="The brokers' health (running, a controller elected, disks), then network and DNS from "
+        "the worker's host to the bootstrap servers, and the worker's log ('Kafka unreachable since …'); "
+        "motwatch_kafka_unreachable_seconds or motwatch status say for how long.",
+        panel=PanelRef("motwatch-pipeline", "Kafka reachable, by worker"),
+    ),
+    Alert(
+        name="MotwatchWritesFailing",
+        query="sum by (instance, stream) (increase(motwatch_write_failures_total[5m]))",
+        op=">",
+        threshold=0,
+        for_="10m",
+        severity="high",
+        owner=PIPELINE_OWNER,
+        value_format="humanize",
+        summary="motwatch worker {label:instance} keeps failing to write {label:stream} "
+        "({value} failed tries in 5 minutes)",
+        description="The worker at {label:instance} has failed to write {label:stream} records for 10 "
+        "minutes ({value} failed tries in the last 5). It tries each again until it is written and takes no "
+        "input meanwhile (the wait adds to motwatch_write_stalled_seconds_total once written), so moments "
+        "are late and consumer lag grows; none is lost.",
+        fires_when="a worker's failed tries to write one stream (moments, deadletter, by_journey, "
+        "quarantine, a changelog) in every 5 minutes, for {for}",
+        look_first="The topic's configuration (max.message.bytes for a record too large, "
+        "min.insync.replicas against the replicas in sync, the worker's ACLs) and the broker's log; the "
+        "worker's log says 'could not write to <stream>' with the error. Every stream failing: Kafka "
+        "reachable.",
+        panel=PanelRef("motwatch-pipeline", "Failed writes per second, by stream"),
     ),
 )
 

@@ -398,6 +398,52 @@ CASES: list[Case] = [
         "20m",
         [],
     ),
+    # ------------------------------------------------------------ Kafka and writes
+    Case(
+        "a worker that has reached no broker for two minutes",
+        "MotwatchKafkaUnreachable",
+        [series("motwatch_kafka_reachable", "1 1 0 0 0 0")],
+        "5m",
+        [Firing("0", {"instance": "w1:6066", "job": "motwatch"})],
+    ),
+    Case(
+        "an outage of a minute is over before the alert",
+        "MotwatchKafkaUnreachable",
+        [series("motwatch_kafka_reachable", "1 1 0 1 1 1")],
+        "5m",
+        [],
+    ),
+    Case(
+        "a worker that has not probed yet (NaN) is no outage",
+        "MotwatchKafkaUnreachable",
+        [series("motwatch_kafka_reachable", "NaN NaN NaN NaN NaN NaN")],
+        "5m",
+        [],
+    ),
+    Case(
+        "moments failing to be written, tried again every 5 s, for ten minutes",
+        "MotwatchWritesFailing",
+        [
+            series("motwatch_write_failures_total", "0+12x30", stream="moments"),
+            series("motwatch_write_failures_total", "3x30", stream="deadletter"),
+        ],
+        "20m",
+        [Firing("60", {"instance": "w1:6066", "stream": "moments"})],
+    ),
+    Case(
+        "failing writes, but not yet for ten minutes",
+        "MotwatchWritesFailing",
+        [series("motwatch_write_failures_total", "0+12x30", stream="moments")],
+        "8m",
+        [],
+    ),
+    Case(
+        "a few failed tries, then written",
+        "MotwatchWritesFailing",
+        [series("motwatch_write_failures_total", "0 3 6 6x30", stream="journeys_changelog")],
+        "15m",
+        [],
+    ),
 ]
 
 BROKEN_LINKS_5M = (

@@ -39,7 +39,7 @@ from motwatch.core.journey import JourneyState, UnreadableStateError
 from motwatch.core.records import RECORD, TICK, control_headers, header_map, tick_body
 from motwatch.core.validation import Rejection
 from motwatch.streams.partitionstore import partition_table, restore_index
-from motwatch.streams.writebehind import PackedWriteBehind, Unreadable, WriteBehind
+from motwatch.streams.writebehind import PackedWriteBehind, Staged, Unreadable, WriteBehind
 
 log = logging.getLogger("motwatch.journeys")
 
@@ -69,6 +69,12 @@ class PartitionEngines:
         self.touched: set[int] = set()
         # Stored clocks that could not be read, to set aside at the next flush: (table, partition, record).
         self.unreadable: list[tuple[str, int, Unreadable]] = []
+        # Staged for the changelogs and not yet handed to the producer, oldest first: records set
+        # aside, journeys, each partition's latest clock. Written one write at a time.
+        self.to_quarantine: list[tuple[str, int, Unreadable]] = []
+        self.staged: list[tuple[PackedWriteBehind, Staged]] = []
+        self.staged_clocks: dict[int, tuple[WriteBehind, bytes]] = {}
+        self.writing = asyncio.Lock()
 
     def get(self, partition: int) -> JourneyEngine:
         self.touched.add(partition)
@@ -113,66 +119,102 @@ class PartitionEngines:
             self.unreadable.append(("clocks", partition, Unreadable(key, bytes(saved), str(exc))))
             return None
 
-    async def _quarantine(self) -> None:
-        """Set aside the stored records that could not be read, before their replacements are written."""
+    def _unreadable(self) -> list[tuple[str, int, Unreadable]]:
+        """The stored records found unreadable since the last look: (table, partition, record)."""
         found = list(self.unreadable)
         self.unreadable.clear()
         for partition, store in self.stores.items():
             found.extend(("journeys", partition, u) for u in store.quarantined)
             store.quarantined.clear()
-        if not found:
-            return
+        return found
+
+    async def _quarantine(self, found: tuple[str, int, Unreadable]) -> None:
+        """Set aside a stored record that could not be read, before its replacement is written."""
         mw = self.mw
-        for table, partition, unreadable in found:
-            mw.metrics.quarantined.labels(table).inc()
-            log.warning(
-                "a stored %s record of partition %s could not be read (%s): set aside in %s; "
-                "it starts afresh",
-                table,
-                partition,
-                unreadable.reason,
-                mw.settings.quarantine_topic,
-            )
-            await mw.send(
-                mw.settings.quarantine_topic,
-                unreadable.key.encode("utf-8", "surrogateescape"),
-                unreadable.raw,
-                headers=_quarantine_headers(table, partition, unreadable.reason),
-            )
+        table, partition, unreadable = found
+        mw.metrics.quarantined.labels(table).inc()
+        log.warning(
+            "a stored %s record of partition %s could not be read (%s): set aside in %s; it starts afresh",
+            table,
+            partition,
+            unreadable.reason,
+            mw.settings.quarantine_topic,
+        )
+        await mw.send(
+            mw.settings.quarantine_topic,
+            unreadable.key.encode("utf-8", "surrogateescape"),
+            unreadable.raw,
+            headers=_quarantine_headers(table, partition, unreadable.reason),
+        )
 
     def waiting(self) -> int:
         """Changed journeys not yet written."""
         return sum(len(store.pending) for store in self.stores.values())
 
-    async def flush(self) -> None:
-        """Write the pending journeys, then the clocks of the partitions that had records.
+    def stage(self) -> Callable[[], Awaitable[None]]:
+        """Take every changed journey, and the clock of each partition that had records, as
+        they are now; return what writes what is staged.
 
-        Each step waits for the broker to acknowledge the one before (sending
-        again whatever failed, for as long as it takes). What the batch sent
-        (moments, records for other journey partitions, dead letters,
-        quarantined records) comes first: a journey state that marks a moment
-        reported, or a journey handed over to another, must never reach the
-        changelog without the moment or the hand-over itself. The journeys
-        come before the clocks: a clock restored ahead of the journeys it has
-        seen would find their events late when they are applied again. Killed
-        in between, the worker that takes over applies the batch again and
-        sends what it sent again (repeats, with the same ids), rather than
-        finding it done and never sending it.
+        Called where no record is being applied; the write may run while
+        later batches are (what they change waits for the next stage).
         """
-        await self._quarantine()
-        await self.mw.written()
-        if any(store.pending for store in self.stores.values()):
-            for store in self.stores.values():
-                await store.flush()
-            await self.mw.written()
+        self.to_quarantine.extend(self._unreadable())
+        self.staged.extend((store, staged) for store in self.stores.values() if (staged := store.stage()))
         touched, self.touched = self.touched, set()
         for partition in touched:
-            engine, clocks = self.engines.get(partition), self.clocks.get(partition)
-            if engine is None or clocks is None:
-                continue
-            clocks[str(partition)] = engine.clock.to_json()
-            await clocks.flush()
-        await self.mw.written()
+            engine, view = self.engines.get(partition), self.clocks.get(partition)
+            if engine is not None and view is not None:
+                self.staged_clocks[partition] = (view, engine.clock.to_json())
+        return self.write_staged
+
+    async def write_staged(self) -> None:
+        """Write everything staged so far, in the order it was staged.
+
+        One write at a time, so a changelog never gets a journey's older
+        state after its newer one; a write finds done what an earlier one
+        wrote, and takes up what one stopped midway left. Each step waits
+        for the broker to acknowledge the one before (sending again whatever
+        failed, for as long as it takes). What the batches sent (moments,
+        records for other journey partitions, dead letters, quarantined
+        records) comes first: a journey state that marks a moment reported,
+        or a journey handed over to another, must never reach the changelog
+        without the moment or the hand-over itself. The journeys come before
+        the clocks: a clock restored ahead of the journeys it has seen would
+        find their events late when they are applied again. Killed in
+        between, the worker that takes over applies the batches again and
+        sends what they sent again (repeats, with the same ids), rather than
+        finding them done and never sending it.
+        """
+        async with self.writing:
+            # What is staged now, journeys and clocks alike: what is staged meanwhile waits.
+            journeys, clocks = len(self.staged), list(self.staged_clocks.items())
+            while self.to_quarantine:
+                await self._quarantine(self.to_quarantine[0])
+                del self.to_quarantine[0]
+            await self.mw.written()
+            if journeys:
+                for _ in range(journeys):
+                    store, staged = self.staged[0]
+                    await store.write(staged)
+                    del self.staged[0]
+                await self.mw.written()
+            for partition, entry in clocks:
+                view, clock = entry
+                view[str(partition)] = clock
+                await view.flush()
+                if self.staged_clocks.get(partition) is entry:
+                    del self.staged_clocks[partition]
+            await self.mw.written()
+
+    async def flush(self) -> None:
+        """Write every changed journey and clock now (:meth:`stage`, then its write)."""
+        await self.stage()()
+
+    async def hold_back(self) -> None:
+        """While a write failed and waits to be sent again, wait until everything sent is written:
+        input stops where output cannot be written, rather than piling up."""
+        if self.mw.writes_failing():
+            await self.mw.written()
 
     async def forget(self) -> None:
         await self.flush()
@@ -225,6 +267,7 @@ class JourneysAgent:
                     "partitions given up: %d buffered records left for their next reader", len(list(batch))
                 )
                 return
+            await self.engines.hold_back()
             try:
                 for event in batch:
                     await self.handle(event)
@@ -237,12 +280,13 @@ class JourneysAgent:
                 await self.engines.flush()
 
     @asynccontextmanager
-    async def committing(self) -> AsyncIterator[None]:
-        """Around an offset commit: every journey changed so far is written first, and no batch
-        is applied until the offsets are committed (its acks cannot join them half-written)."""
+    async def committing(self) -> AsyncIterator[Callable[[], Awaitable[None]]]:
+        """Around the choice of the offsets to commit: no batch is being applied (none is
+        half-acknowledged into them), and every journey changed so far is staged; what it gives
+        writes them, and is awaited before the offsets are committed, with batches applied again
+        meanwhile."""
         async with self.busy:
-            await self.engines.flush()
-            yield
+            yield self.engines.stage()
 
     async def give_up_partitions(self) -> None:
         """Once the batch being applied is written, forget every engine (a rebalance took partitions).

@@ -195,8 +195,15 @@ class AgentApp(Protocol):
         """Return once every record sent so far is on the broker (failed ones are sent again)."""
         ...
 
-    def guard_commits(self, guard: Callable[[], AbstractAsyncContextManager[None]]) -> None:
-        """Every offset commit of the worker's consumer runs inside ``guard()``."""
+    def writes_failing(self) -> bool:
+        """Whether a write failed and waits to be sent again."""
+        ...
+
+    def guard_commits(
+        self, guard: Callable[[], AbstractAsyncContextManager[Callable[[], Awaitable[None]]]]
+    ) -> None:
+        """Every offset commit of the worker's consumer goes through ``guard()``: entered while
+        the offsets are chosen; what it gives is awaited before they are committed."""
         ...
 
     async def send_batch(

@@ -193,8 +193,12 @@ class Motwatch:
         """Return once every record sent so far is on the broker, sending failed ones again."""
         await self.deliveries.settle()
 
+    def writes_failing(self) -> bool:
+        """Whether a write failed and waits to be sent again (``Deliveries.failing``)."""
+        return self.deliveries.failing
+
     def guard_commits(self, guard: CommitGuard) -> None:
-        """Every offset commit of the worker's consumer runs inside ``guard()`` (``streams/consumer.py``)."""
+        """Every offset commit of the worker's consumer goes through ``guard()`` (``streams/consumer.py``)."""
         guard_commits(self.app, guard)
 
     async def send_batch(

@@ -10,10 +10,14 @@ at once, and falls back to Faust's way, with the delivery resumed where it
 stopped, only when it does have to wait. Either way the outcome is the one
 ``wait_first`` gives: the delivery finished first, or something else did.
 
-Every offset commit runs inside the guard the agents gave
-(:func:`guard_commits`): the journey agent writes the journeys it changed
-since the last commit there, so no offset is committed before the state it
-covers is written, and state is written once per commit, not once per batch.
+Every offset commit goes through the guard the agents gave
+(:func:`guard_commits`): inside it, where no batch is being applied, the
+offsets to commit are chosen from the records acknowledged so far, and the
+journey agent takes the journeys it changed since the last commit; then,
+with the agent applying batches again, those journeys are written, and only
+then the offsets they cover are committed. No offset is committed before the
+state it covers is written, state is written once per commit, not once per
+batch, and the agent does not wait for the broker while it is.
 
 When a worker's partitions are assigned, Faust's recovery resumes them and
 seeks them to their committed offsets while its fetcher runs, then clears
@@ -33,7 +37,7 @@ import asyncio
 import logging
 import types
 import weakref
-from collections.abc import Callable, Coroutine, Generator, Mapping
+from collections.abc import Awaitable, Callable, Coroutine, Generator, Mapping
 from contextlib import AbstractAsyncContextManager
 from typing import Any
 
@@ -44,6 +48,8 @@ from mode.services import WaitResults
 from motwatch.streams.committed import committed_offsets
 from motwatch.streams.faust_internals import (
     aiokafka_consumer,
+    commit_offsets,
+    committable_offsets,
     consumer_thread,
     group_coordinator,
     has_position,
@@ -51,14 +57,16 @@ from motwatch.streams.faust_internals import (
 
 log = logging.getLogger("motwatch.consumer")
 
-CommitGuard = Callable[[], AbstractAsyncContextManager[None]]
+# Entered while the offsets to commit are chosen; what it gives writes the state they cover.
+CommitGuard = Callable[[], AbstractAsyncContextManager[Callable[[], Awaitable[None]]]]
 # The guard of each app's commits (an app has one consumer, created when it starts).
 _GUARDS: weakref.WeakKeyDictionary[Any, CommitGuard] = weakref.WeakKeyDictionary()
 
 
 def guard_commits(app: Any, guard: CommitGuard) -> None:
-    """Every offset commit of ``app``'s consumer runs inside ``guard()``, entered before the
-    offsets to commit are chosen and left once they are committed."""
+    """Every offset commit of ``app``'s consumer goes through ``guard()``: entered before the
+    offsets to commit are chosen and left right after; what it gives is awaited before they
+    are committed."""
     _GUARDS[app] = guard
 
 
@@ -100,12 +108,23 @@ class PromptConsumer(Consumer):
         return super().ack(message)
 
     async def force_commit(self, topics: Any = None, start_new_transaction: bool = True) -> bool:
-        """Faust's commit, inside the app's commit guard (:func:`guard_commits`), if it has one."""
+        """Faust's commit, in two steps around the app's commit guard (:func:`guard_commits`).
+
+        Inside the guard the offsets are chosen (Faust's choice: up to the
+        first gap in what was acknowledged) and the guard stages the state
+        they cover; outside it, the state is written, and then the offsets
+        committed. Records acknowledged meanwhile wait for the next commit.
+        """
         guard = _GUARDS.get(self.app)
         if guard is None:
             return await super().force_commit(topics, start_new_transaction=start_new_transaction)
-        async with guard():
-            return await super().force_commit(topics, start_new_transaction=start_new_transaction)
+        sensor_state = self.app.sensors.on_commit_initiated(self)
+        async with guard() as write_state:
+            offsets = committable_offsets(self, topics)
+        await write_state()
+        committed = await commit_offsets(self, offsets, start_new_transaction)
+        self.app.sensors.on_commit_completed(self, sensor_state)
+        return committed
 
     async def perform_seek(self) -> None:
         """Seek every partition to where reading resumes, the flow stopped from the start.

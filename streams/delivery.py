@@ -30,11 +30,17 @@ FIRST_PAUSE_S = 0.1
 LONGEST_PAUSE_S = 5.0
 
 
-@dataclass
+@dataclass(eq=False)
 class _Unsettled:
     written: asyncio.Future[object]
     attempt: Attempt
     stream: str
+    # The try that replaced this one after it failed.
+    again: _Unsettled | None = None
+
+
+def _failed_write(u: _Unsettled) -> bool:
+    return u.written.cancelled() or u.written.exception() is not None
 
 
 class Deliveries:
@@ -47,6 +53,10 @@ class Deliveries:
     sent again (an idempotent producer must start its sequence afresh, or the
     broker refuses everything after the gap a failed write left).
     ``sleep`` is the pause between tries.
+
+    Several tasks may settle at once (the agent, and a commit writing state
+    beside it): each waits for what was sent before it began, and a failed
+    write is sent again once, by whichever of them finds it first.
     """
 
     def __init__(
@@ -61,14 +71,32 @@ class Deliveries:
         self.before_resend = before_resend
         self.sleep = sleep
         self.unsettled: list[_Unsettled] = []
+        # Writes that failed and are not yet sent again.
+        self.failures_waiting = 0
+        self._resending = asyncio.Lock()
 
     def __len__(self) -> int:
         return len(self.unsettled)
 
+    @property
+    def failing(self) -> bool:
+        """Whether a write failed and waits to be sent again: whoever can, settles."""
+        return self.failures_waiting > 0
+
     async def send(self, stream: str, attempt: Attempt) -> None:
         """Hand a record to the producer (trying again until it takes it); ``settle`` waits for it."""
+        await self._sent(stream, attempt)
+
+    async def _sent(self, stream: str, attempt: Attempt) -> _Unsettled:
         written = await self._tried(stream, attempt)
-        self.unsettled.append(_Unsettled(written, attempt, stream))
+        unsettled = _Unsettled(written, attempt, stream)
+        written.add_done_callback(self._on_written)
+        self.unsettled.append(unsettled)
+        return unsettled
+
+    def _on_written(self, written: asyncio.Future[object]) -> None:
+        if written.cancelled() or written.exception() is not None:
+            self.failures_waiting += 1
 
     async def _tried(self, stream: str, attempt: Attempt) -> asyncio.Future[object]:
         pause = FIRST_PAUSE_S
@@ -87,31 +115,48 @@ class Deliveries:
         log.warning("could not write to %s (%s: %s); trying again", stream, type(exc).__name__, exc)
 
     async def settle(self) -> None:
-        """Return once the broker has acknowledged every record sent so far, sending failed ones again.
+        """Return once the broker has acknowledged every record sent before the call, sending
+        failed ones again.
 
         Records keep their order within a stream as far as their writes
         succeed; a record sent again goes after those written meanwhile.
         """
         started = time.monotonic()
-        failures = 0
+        failed = False
         pause = FIRST_PAUSE_S
-        while self.unsettled:
-            batch, self.unsettled = self.unsettled, []
-            await asyncio.wait([u.written for u in batch])
-            retry = [u for u in batch if u.written.cancelled() or u.written.exception() is not None]
-            if not retry:
-                continue
-            for u in retry:
+        waiting = list(self.unsettled)
+        while waiting:
+            await asyncio.wait([u.written for u in waiting])
+            retry = [u for u in waiting if _failed_write(u)]
+            if retry:
+                failed = True
+                await self.sleep(pause)
+                pause = min(pause * 2, LONGEST_PAUSE_S)
+                await self._send_again(retry)
+            self._forget_settled()
+            waiting = [u.again for u in retry if u.again is not None]
+        if failed:
+            waited = time.monotonic() - started
+            self.on_settled(waited)
+            log.warning("every record is written again after failed tries (%.1fs)", waited)
+
+    async def _send_again(self, retry: list[_Unsettled]) -> None:
+        """Send each failed write again, unless another settle already did."""
+        async with self._resending:
+            todo = [u for u in retry if u.again is None]
+            if not todo:
+                return
+            for u in todo:
                 self._failed(
                     u.stream, asyncio.CancelledError() if u.written.cancelled() else u.written.exception()
                 )
-            failures += len(retry)
-            await self.sleep(pause)
-            pause = min(pause * 2, LONGEST_PAUSE_S)
             self.before_resend()
-            for u in retry:
-                await self.send(u.stream, u.attempt)
-        if failures:
-            waited = time.monotonic() - started
-            self.on_settled(waited)
-            log.warning("every record is written again after %d failed tries (%.1fs)", failures, waited)
+            for u in todo:
+                u.again = await self._sent(u.stream, u.attempt)
+                self.failures_waiting -= 1
+
+    def _forget_settled(self) -> None:
+        """Drop the writes that are acknowledged, or were sent again."""
+        self.unsettled = [
+            u for u in self.unsettled if not u.written.done() or (_failed_write(u) and u.again is None)
+        ]

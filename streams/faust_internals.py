@@ -28,6 +28,7 @@ from aiokafka.producer.transaction_manager import NO_PRODUCER_EPOCH, NO_PRODUCER
 from aiokafka.structs import TopicPartition
 from aiokafka.util import create_future
 from faust.assignor import PartitionAssignor
+from faust.exceptions import ProducerSendError
 from faust.serializers import codecs
 from faust.transport.drivers import aiokafka as aiokafka_driver
 from faust.types import TP
@@ -121,6 +122,30 @@ def committed_offsets(consumer: object) -> Mapping[TP, int | None]:
     """The offset Faust last committed, or found committed, for each partition
     (``Consumer._committed_offset``; a partition it knows none for reads as None)."""
     return cast(aiokafka_driver.Consumer, consumer)._committed_offset
+
+
+def committable_offsets(consumer: object, topics: Any = None) -> dict[TP, int]:
+    """The offsets Faust's ``force_commit`` would commit now, taken from what was acknowledged
+    (``Consumer._filter_tps_with_pending_acks`` and ``_filter_committable_offsets``, which
+    consume the acknowledgements up to each partition's first gap)."""
+    faust_consumer = cast(aiokafka_driver.Consumer, consumer)
+    tps = list(faust_consumer._filter_tps_with_pending_acks(topics))
+    return faust_consumer._filter_committable_offsets(tps)
+
+
+async def commit_offsets(consumer: object, offsets: Mapping[TP, int], start_new_transaction: bool) -> bool:
+    """Commit ``offsets`` as Faust's ``force_commit`` commits what it chose: the records attached
+    to them first (``Consumer._handle_attached``; a failed send crashes the consumer), then the
+    offsets of partitions still assigned (``Consumer._commit_offsets``)."""
+    if not offsets:
+        return False
+    faust_consumer = cast(aiokafka_driver.Consumer, consumer)
+    try:
+        await faust_consumer._handle_attached(offsets)
+    except ProducerSendError as exc:
+        await faust_consumer.crash(exc)
+        return False
+    return await faust_consumer._commit_offsets(offsets, start_new_transaction=start_new_transaction)
 
 
 def shutdown_signalled(worker: mode.Worker) -> bool:

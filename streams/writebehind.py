@@ -3,8 +3,10 @@
 The journey engine assigns a journey's state after every change; through the
 table itself each assignment is a changelog record of the whole state. This
 view keeps the changes of a batch pending (reads see them) and writes each
-changed key to the table's store and changelog once, when the batch is
-flushed, which the agent does before the batch's offsets can be committed.
+changed key to the table's store and changelog once, when it is flushed,
+which the agent does before the offsets it covers can be committed: in two
+steps when the agent should not wait, ``stage`` (into the store, as records)
+and ``write`` (the records to the changelog).
 
 :class:`PackedWriteBehind` goes further for journey states: between batches
 the store keeps each state as its changelog bytes (a sixth of the memory of
@@ -36,6 +38,16 @@ class Unreadable:
 
 
 _DELETED = object()
+
+
+@dataclass(frozen=True)
+class Staged:
+    """Changelog records of one table partition, taken from a view and not yet sent."""
+
+    topic: str
+    partition: int
+    records: list[tuple[bytes, bytes | None]]
+
 
 # (topic, partition, [(key, value)], on_written(last offset)): ``Motwatch.send_batch``.
 SendBatch = Callable[[str, int, list[tuple[bytes, bytes | None]], Callable[[int], None]], Awaitable[None]]
@@ -136,14 +148,14 @@ class WriteBehind(MutableMapping[str, Any]):
     def __len__(self) -> int:
         return sum(1 for _ in self)
 
-    async def flush(self) -> int:
-        """Write every pending key to the store and its changelog partition; return how many."""
+    def stage(self) -> Staged | None:
+        """Move every pending key into the store and return its changelog records, which
+        :meth:`write` sends; None if nothing is pending. Reads see the staged values at once."""
         if not self.pending:
-            return 0
+            return None
         pending, self.pending = self.pending, {}
         table = self.table
         topic = table.changelog_topic.get_topic_name()
-        tp = TP(topic, self.partition)
         key_codec, value_codec = table.key_serializer, table.value_serializer
         records: list[tuple[bytes, bytes | None]] = []
         for key, value in pending.items():
@@ -155,13 +167,26 @@ class WriteBehind(MutableMapping[str, Any]):
                 stored = self.data[key] = self._packed(key, value)
                 body = codecs.dumps(value_codec, stored)
             records.append((codecs.dumps(key_codec, key), body))
+        return Staged(topic, self.partition, records)
+
+    async def write(self, staged: Staged) -> None:
+        """Hand staged records to the producer; once written, the store knows how far its
+        changelog is (a RocksDB store recovers from there)."""
         data = self.data
+        tp = TP(staged.topic, staged.partition)
 
         def written(offset: int) -> None:
-            data.set_persisted_offset(tp, offset)  # a RocksDB store recovers from there
+            data.set_persisted_offset(tp, offset)
 
-        await self.send_batch(topic, self.partition, records, written)
-        return len(pending)
+        await self.send_batch(staged.topic, staged.partition, staged.records, written)
+
+    async def flush(self) -> int:
+        """Write every pending key to the store and its changelog partition; return how many."""
+        staged = self.stage()
+        if staged is None:
+            return 0
+        await self.write(staged)
+        return len(staged.records)
 
     def _forgotten(self, key: str) -> None:
         """``key`` was deleted from the store."""

@@ -234,10 +234,16 @@ class Shell:
         self.commit_guard = guard
 
     async def commit(self) -> None:
-        """What the consumer does around an offset commit: enter the guard, commit, leave."""
+        """What the consumer does for an offset commit: choose the offsets inside the guard, write
+        what it staged, then commit."""
         assert self.commit_guard is not None
-        async with self.commit_guard():
-            self.producer.sent.append(("(committed)", None, None, None))
+        async with self.commit_guard() as write_state:
+            pass
+        await write_state()
+        self.producer.sent.append(("(committed)", None, None, None))
+
+    def writes_failing(self) -> bool:
+        return self.deliveries.failing
 
     async def send(
         self,
@@ -509,6 +515,91 @@ async def test_no_batch_is_applied_while_offsets_are_committed() -> None:
         assert not applying.done() and agent.engines.waiting() == 0
     await applying
     assert agent.engines.waiting() > 0
+
+
+async def test_batches_are_applied_while_a_commit_writes_what_it_staged() -> None:
+    """The commit stages the journeys changed so far and writes them without holding the agent:
+    a batch taken meanwhile is applied at once, its changes wait for the next commit, and the
+    changelog gets each journey's states in the order they were staged."""
+    producer = Producer()
+    agent, mw = _agent(producer, cache=10_000)
+    touchpoints = _batches()[0]
+    half = len(touchpoints) // 2
+    first, second = touchpoints[:half], touchpoints[half:]
+    await agent.process(first)
+    staged_keys = {(e.key or b"").decode() for e in first}
+    producer.hold.add("journeys-changelog")
+    commit = asyncio.ensure_future(mw.commit())
+    await _until(lambda: bool(producer.held))
+    applying = asyncio.ensure_future(agent.process(second))
+    await _until(applying.done)  # not held by the commit waiting for the broker
+    assert not commit.done()
+    assert {k.decode() for k, _ in producer.to("journeys-changelog")} == staged_keys
+    assert agent.engines.waiting() == len({e.key for e in second})
+    producer.hold.clear()
+    producer.release()
+    await commit
+    topics = [topic for topic, *_ in producer.sent]
+    assert topics[-1] == "(committed)"
+    assert "journeys-changelog" not in topics[topics.index(CLOCKS_CHANGELOG) :]  # the second batch's wait
+    await mw.commit()
+    written = producer.to("journeys-changelog")
+    assert len(written) == len(staged_keys) + len({e.key for e in second})
+    last = {k.decode(): v for k, v in written}  # a changelog keeps each key's last record
+    assert last == dict(mw.journeys)
+    for key in last:
+        assert last[key] == JourneyState.pack(agent.engines.engines[0].store[key])
+
+
+async def test_what_was_staged_first_is_written_first_whoever_writes() -> None:
+    """A commit stages journeys, and before its write starts a later flush (a rebalance, the cache
+    limit) stages newer states of some of them: the flush writes both in the order staged, and the
+    commit's write finds its part done. A changelog keeps each key's last record: the newest."""
+    producer = Producer()
+    agent, mw = _agent(producer, cache=10_000)
+    touchpoints = _batches()[0]
+    half = len(touchpoints) // 2
+    first, second = touchpoints[:half], touchpoints[half:]
+    assert {e.key for e in first} & {e.key for e in second}  # journeys both change
+    await agent.process(first)
+    assert mw.commit_guard is not None
+    async with mw.commit_guard() as write_state:
+        pass
+    await agent.process(second)
+    await agent.engines.flush()
+    written = len(producer.to("journeys-changelog"))
+    assert written == len({e.key for e in first}) + len({e.key for e in second})
+    await write_state()
+    assert len(producer.to("journeys-changelog")) == written
+    last = dict(producer.to("journeys-changelog"))
+    for key, value in last.items():
+        assert value == JourneyState.pack(agent.engines.engines[0].store[key.decode()])
+
+
+async def test_after_a_failed_write_the_next_batch_waits_until_everything_is_written() -> None:
+    """Input stops where output cannot be written: once a moment's write failed, the agent takes
+    no more records until it is written (commits alone would let input pile up meanwhile)."""
+    producer = Producer()
+    agent, mw = _agent(producer, cache=10_000)
+    *batches, last_tick = _batches()
+    for batch in batches:
+        await agent.process(batch)
+    moments = mw.settings.moments_topic
+    producer.fail[moments] = 1
+    producer.hold.add(moments)
+    await agent.process(last_tick)  # its moments: the first write fails, the others are held
+    await _until(mw.writes_failing)
+    sent = len(producer.to(moments))
+    more = [_record(10**6, encode_body({"wall_ms": 10**12 + 1}), None, control_headers(TICK))]
+    applying = asyncio.ensure_future(agent.process(more))
+    for _ in range(20):  # it waits for the broker, not for time
+        await asyncio.sleep(0)
+    assert not applying.done()
+    producer.hold.clear()
+    producer.release()
+    await applying
+    assert len(producer.to(moments)) == sent + 1  # the failed one, sent again before the batch
+    assert not mw.writes_failing() and not mw.deliveries
 
 
 async def test_a_batch_stopped_midway_writes_what_it_changed() -> None:

@@ -35,6 +35,8 @@ from motwatch.streams.faust_internals import (
     Override,
     aiokafka_producer,
     codec_type,
+    commit_offsets,
+    committable_offsets,
     committed_offsets,
     consumer_thread,
     has_position,
@@ -97,6 +99,58 @@ async def test_committed_offsets_are_where_faust_found_its_partitions_committed(
         TP("touchpoints", 1): 3,
         TP("touchpoints", 2): None,
     }
+
+
+async def test_committable_offsets_are_faust_s_choice_up_to_the_first_gap() -> None:
+    """``Consumer._filter_tps_with_pending_acks`` and ``_filter_committable_offsets``: the offset
+    after the acknowledged run that follows the committed one, per partition, the run taken from
+    the acknowledgements (``_acked``); nothing past a gap."""
+    consumer = create_app(Settings()).app.consumer
+    consumer.app.topics.acks_enabled_for = lambda topic: True  # as once the app has started
+    whole, gapped, other = TP("touchpoints", 0), TP("touchpoints", 1), TP("moments", 0)
+    committed_offsets(consumer)[whole] = 9  # type: ignore[index]
+    committed_offsets(consumer)[gapped] = 9  # type: ignore[index]
+    for tp, offset in [(whole, 10), (whole, 11), (gapped, 12), (other, 0)]:
+        consumer.ack(_message(tp, offset))
+    assert committable_offsets(consumer, {"touchpoints"}) == {whole: 12}
+    assert committable_offsets(consumer, {"touchpoints"}) == {}  # taken: the next commit's are new ones
+    assert committable_offsets(consumer) == {other: 1}
+
+
+async def test_commit_offsets_commits_the_assigned_partitions_as_faust_does() -> None:
+    """``Consumer._handle_attached`` and ``_commit_offsets``: records attached to the offsets are
+    published first; offsets of partitions no longer assigned are dropped; committed ones are
+    remembered as committed."""
+    consumer = create_app(Settings()).app.consumer
+    held, gone = TP("touchpoints", 0), TP("touchpoints", 1)
+    consumer.assignment = lambda: {held}
+    calls: list[object] = []
+
+    async def commit(offsets: Mapping[TP, int]) -> bool:
+        calls.append(dict(offsets))
+        return True
+
+    async def no_attachments(tp: TP, offset: int) -> list[object]:
+        calls.append(("attached", tp, offset))
+        return []
+
+    consumer._commit = commit
+    consumer.app._attachments.publish_for_tp_offset = no_attachments
+    consumer.app.producer.flush = _nothing
+    assert await commit_offsets(consumer, {held: 5, gone: 7}, True)
+    assert calls == [("attached", held, 5), ("attached", gone, 7), {held: 5}]
+    assert committed_offsets(consumer).get(held) == 5
+    assert not await commit_offsets(consumer, {}, True)
+
+
+async def _nothing() -> None:
+    pass
+
+
+def _message(tp: TP, offset: int) -> Any:
+    from faust.types.tuples import Message
+
+    return Message(tp.topic, tp.partition, offset, 0.0, 0, None, b"k", b"v", None, tp=tp)
 
 
 async def _stopped(worker: faust.Worker) -> None:

@@ -4,6 +4,8 @@ from __future__ import annotations
 
 import asyncio
 import inspect
+from collections.abc import AsyncIterator, Awaitable, Callable
+from contextlib import asynccontextmanager
 from typing import Any
 
 import pytest
@@ -13,7 +15,7 @@ from faust.types import TP
 
 from motwatch.settings import Settings
 from motwatch.streams.app import create_app
-from motwatch.streams.consumer import PromptConsumer
+from motwatch.streams.consumer import PromptConsumer, guard_commits
 
 
 def make_consumer() -> Any:
@@ -293,3 +295,51 @@ def test_a_record_fetched_in_an_earlier_generation_counts_for_no_commit() -> Non
     assert consumer._acked[TP(Settings().touchpoints_topic, 0)] == [11]
     # Without a generation (no group), Faust's own ack.
     assert consumer.ack(_fetched(None, 12)) is True
+
+
+async def test_a_commit_covers_what_was_acknowledged_when_its_state_was_staged() -> None:
+    """The offsets are chosen inside the commit guard; records acknowledged while the staged
+    state is being written (the agent applies batches meanwhile) wait for the next commit, and
+    no offset is committed before the write is done."""
+    consumer = make_consumer()
+    consumer.app.topics.acks_enabled_for = lambda topic: True
+    tp = TP(Settings().touchpoints_topic, 0)
+    consumer._committed_offset[tp] = 10
+    consumer.assignment = lambda: {tp}
+    committed: list[dict[TP, int]] = []
+    steps: list[str] = []
+
+    async def commit(offsets: dict[TP, int]) -> bool:
+        committed.append(dict(offsets))
+        steps.append("committed")
+        return True
+
+    consumer._commit = commit
+    release = asyncio.Event()
+
+    async def write_state() -> None:
+        steps.append("writing")
+        assert consumer.ack(_fetched(None, 13))  # a batch applied while the state is written
+        await release.wait()
+        steps.append("written")
+
+    @asynccontextmanager
+    async def guard() -> AsyncIterator[Callable[[], Awaitable[None]]]:
+        steps.append("guard")
+        yield write_state
+        steps.append("guard left")
+
+    guard_commits(consumer.app, guard)
+    for offset in (11, 12):
+        assert consumer.ack(_fetched(None, offset))
+    commit_task = asyncio.ensure_future(consumer.force_commit())
+    for _ in range(1000):
+        if "writing" in steps:
+            break
+        await asyncio.sleep(0)
+    assert "writing" in steps and not committed
+    release.set()
+    assert await commit_task
+    assert steps == ["guard", "guard left", "writing", "written", "committed"]
+    assert committed == [{tp: 13}]  # 11 and 12: what was acknowledged when the guard was entered
+    assert consumer._acked[tp] == [13]

@@ -1,0 +1,95 @@
+"""Deliveries: a settle waits for what was sent before it, and a failed write is sent again once,
+however many settle at once (the agent holding input back, and a commit writing state)."""
+
+from __future__ import annotations
+
+import asyncio
+
+from motwatch.streams.delivery import Attempt, Deliveries
+
+
+class Broker:
+    """Writes as futures the test completes: ``ack(n)`` or ``fail(n)`` the n-th write made."""
+
+    def __init__(self) -> None:
+        self.writes: list[tuple[str, asyncio.Future[object]]] = []
+
+    def attempt(self, name: str) -> Attempt:
+        async def write() -> asyncio.Future[object]:
+            future: asyncio.Future[object] = asyncio.get_running_loop().create_future()
+            self.writes.append((name, future))
+            return future
+
+        return write
+
+    def ack(self, n: int) -> None:
+        self.writes[n][1].set_result(n)
+
+    def fail(self, n: int) -> None:
+        self.writes[n][1].set_exception(RuntimeError("request timed out"))
+
+
+async def _no_pause(seconds: float) -> None:
+    pass
+
+
+async def _steps(n: int = 20) -> None:
+    for _ in range(n):
+        await asyncio.sleep(0)
+
+
+async def test_a_settle_waits_for_what_was_sent_before_it_only() -> None:
+    broker = Broker()
+    deliveries = Deliveries(lambda stream, exc: None, sleep=_no_pause)
+    await deliveries.send("moments", broker.attempt("m1"))
+    settle = asyncio.ensure_future(deliveries.settle())
+    await _steps()
+    await deliveries.send("moments", broker.attempt("m2"))  # sent after the settle began, never acked
+    assert not settle.done()
+    broker.ack(0)
+    await _steps()
+    assert settle.done()
+    assert len(deliveries) == 1  # m2 still waits for whoever settles next
+
+
+async def test_a_write_that_failed_is_sent_again_once_whoever_settles() -> None:
+    broker = Broker()
+    failures: list[str] = []
+    resends: list[int] = []
+    deliveries = Deliveries(
+        lambda stream, exc: failures.append(stream),
+        before_resend=lambda: resends.append(1),
+        sleep=_no_pause,
+    )
+    await deliveries.send("moments", broker.attempt("m1"))
+    await deliveries.send("journeys", broker.attempt("j1"))
+    agent = asyncio.ensure_future(deliveries.settle())
+    commit = asyncio.ensure_future(deliveries.settle())
+    broker.fail(0)
+    await _steps()
+    assert deliveries.failing and not agent.done() and not commit.done()
+    broker.ack(1)
+    await _steps()
+    assert [name for name, _ in broker.writes] == ["m1", "j1", "m1"]  # sent again, once
+    assert failures == ["moments"] and resends == [1]
+    assert not deliveries.failing and not agent.done() and not commit.done()
+    broker.ack(2)
+    await _steps()
+    assert agent.done() and commit.done()
+    assert len(deliveries) == 0
+
+
+async def test_a_write_that_fails_again_is_sent_again_again() -> None:
+    broker = Broker()
+    failures: list[str] = []
+    deliveries = Deliveries(lambda stream, exc: failures.append(stream), sleep=_no_pause)
+    await deliveries.send("moments", broker.attempt("m1"))
+    settle = asyncio.ensure_future(deliveries.settle())
+    broker.fail(0)
+    await _steps()
+    broker.fail(1)
+    await _steps()
+    broker.ack(2)
+    await _steps()
+    assert settle.done() and [name for name, _ in broker.writes] == ["m1"] * 3
+    assert failures == ["moments", "moments"] and not deliveries.failing and len(deliveries) == 0

@@ -283,7 +283,9 @@ def table(result: dict[str, Any], previous: dict[str, Any] | None = None) -> str
         row(
             "latency broken link → moment readable, p50 / p99 (lateness 0)",
             f"{_n(lat.get('p50_ms'))} / {_n(lat.get('p99_ms'))} ms",
-            f"at {_n(lat.get('background_events_per_s'))} {ev} (½ e2e), {lat.get('probes_measured')} probes",
+            f"at {_n(lat.get('background_events_per_s'))} {ev} "
+            f"({'set' if lat.get('background_rate') == 'set' else '½ e2e'}), "
+            f"{lat.get('probes_measured')} probes",
             _mark(t.get("latency_p99_ms")),
             _prev(previous, "latency", "p99_ms", now=lat.get("p99_ms")),
         )

@@ -70,6 +70,8 @@ class Plan:
     collector_clients: int
     # The end-to-end worker is profiled this long from its first event (py-spy): its idle share.
     profile_s: float
+    # The latency step's background rate; None: half the end-to-end rate of the run.
+    latency_rate: float | None = None
 
 
 # The issue fixes the end-to-end topic (>= 1,000,000 events of 100,000 journeys: the
@@ -287,6 +289,14 @@ def main(argv: list[str] | None = None) -> int:
         default=None,
         help="profile the end-to-end worker this long from its first event (0: not at all)",
     )
+    parser.add_argument(
+        "--latency-rate",
+        type=float,
+        default=None,
+        help="background events/s of the latency step, instead of half the end-to-end rate (for A/B runs "
+        "at one load; needs no e2e step)",
+    )
+    parser.add_argument("--latency-s", type=float, default=None, help="how long the latency step measures")
     parser.add_argument("--no-save", action="store_true", help="print the table, write no result file")
     parser.add_argument("--note", default=None, help="a note stored with the result (what changed)")
     args = parser.parse_args(argv)
@@ -305,6 +315,13 @@ def main(argv: list[str] | None = None) -> int:
         WORKER_OVERRIDES[name.strip()] = value
     if args.profile_s is not None:
         plan = Plan(**{**asdict(plan), "profile_s": args.profile_s})
+    if args.latency_s is not None:
+        warmup = min(5.0, args.latency_s / 4)
+        plan = Plan(**{**asdict(plan), "latency_s": args.latency_s, "latency_warmup_s": warmup})
+    if args.latency_rate is not None:
+        if args.latency_rate <= 0:
+            parser.error(f"--latency-rate {args.latency_rate:g}: expected a rate above 0")
+        plan = Plan(**{**asdict(plan), "latency_rate": args.latency_rate})
     started = datetime.now(UTC)
     stamp = started.strftime("%Y%m%dT%H%M%SZ")
     run_id = f"{stamp.lower()}-{os.getpid()}"
@@ -457,25 +474,26 @@ def _measure(run: Run, plan: Plan, big: Path, big_meta: dict, small: Path, small
 
     if "latency" in plan.figures:
         e2e_rate = (figures.get("e2e") or {}).get("events_per_s")
-        if not e2e_rate:
+        rate = plan.latency_rate or (e2e_rate / 2 if e2e_rate else None)
+        if not rate:
             run.errors["latency"] = "no end-to-end rate to take half of"
         else:
-            run.step(
-                "latency",
-                lambda: asyncio.run(
-                    latency.measure(
-                        run.bootstrap,
-                        small,
-                        run.workdir / "latency",
-                        run_id=run.run_id,
-                        rate=e2e_rate / 2,
-                        probes_per_s=plan.probes_per_s,
-                        seconds=plan.latency_s,
-                        warmup_s=plan.latency_warmup_s,
-                        partitions=p,
-                    )
-                ),
-            )
+
+            async def latency_at_rate() -> dict[str, Any]:
+                result = await latency.measure(
+                    run.bootstrap,
+                    small,
+                    run.workdir / "latency",
+                    run_id=run.run_id,
+                    rate=rate,
+                    probes_per_s=plan.probes_per_s,
+                    seconds=plan.latency_s,
+                    warmup_s=plan.latency_warmup_s,
+                    partitions=p,
+                )
+                return {**result, "background_rate": "set" if plan.latency_rate else "half_e2e"}
+
+            run.step("latency", lambda: asyncio.run(latency_at_rate()))
 
     if "memory" in plan.figures:
         if not states.exists():

@@ -2,9 +2,10 @@
 
 Touchpoints are validated, routed and applied by the journey agent through
 the core's dispatch (``motwatch/dispatch.py``); what the worker adds here is
-what only a Kafka consumer knows. Every ``progress_interval_s`` each
-partition of the re-keyed topic is told, in one record, what this worker has
-read from each source partition since the last time: the latest event time,
+what only a Kafka consumer knows. Right after each batch of the journey
+agent that read input, and every ``progress_interval_s``, each partition of
+the re-keyed topic is told, in one record, what this worker has read from
+each source partition since the last time: the latest event time,
 whether records were still waiting to be read (a source catching up on a
 backlog keeps holding event time back: ``motwatch/clock.py``), and, for a
 partition it reads and has read nothing from yet, whether records wait there.

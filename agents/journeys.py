@@ -20,7 +20,7 @@ from __future__ import annotations
 import asyncio
 import logging
 import time
-from collections.abc import AsyncIterator, Awaitable, Callable, Iterable
+from collections.abc import AsyncIterator, Awaitable, Callable, Iterable, Sequence
 from contextlib import asynccontextmanager
 from dataclasses import dataclass, field
 from time import perf_counter
@@ -75,6 +75,8 @@ class PartitionEngines:
         self.staged: list[tuple[PackedWriteBehind, Staged]] = []
         self.staged_clocks: dict[int, tuple[WriteBehind, bytes]] = {}
         self.writing = asyncio.Lock()
+        # The write started when the cache's bound was passed, if it may still run.
+        self.behind: asyncio.Future[None] | None = None
 
     def get(self, partition: int) -> JourneyEngine:
         self.touched.add(partition)
@@ -210,6 +212,20 @@ class PartitionEngines:
         """Write every changed journey and clock now (:meth:`stage`, then its write)."""
         await self.stage()()
 
+    async def write_behind(self) -> None:
+        """Stage every changed journey and clock, and write them while batches go on.
+
+        One such write at a time: the one started before is waited for
+        first, so the journeys staged and not yet acknowledged stay within
+        twice the cache's bound, and a broker that cannot keep up holds the
+        input back. Commits and flushes write in the order staged all the same.
+        """
+        previous = self.behind
+        if previous is not None:
+            self.behind = None
+            await previous
+        self.behind = asyncio.ensure_future(self.stage()())
+
     async def hold_back(self) -> None:
         """While a write failed and waits to be sent again, wait until everything sent is written:
         input stops where output cannot be written, rather than piling up."""
@@ -218,6 +234,9 @@ class PartitionEngines:
 
     async def forget(self) -> None:
         await self.flush()
+        if self.behind is not None:
+            await self.behind
+            self.behind = None
         self.engines.clear()
         self.stores.clear()
         self.clocks.clear()
@@ -250,9 +269,24 @@ class JourneysAgent:
     cache_limit: int = 0
     # Called once a batch is done (or stopped): its records' metrics are added at once.
     counted: Callable[[], None] = lambda: None
+    # After a batch that read input: what was read is announced to every journey partition.
+    announce: Callable[[], Awaitable[None]] | None = None
+    reads_input: Callable[[AgentEvent], bool] = lambda event: False
+
+    async def take(self, batch: Sequence[AgentEvent]) -> None:
+        """Process a batch; if it read the input topic, announce what was read at once.
+
+        An event waits until every input partition has been read past its
+        time; announced right after the batch that read it, rather than at
+        the announcement timer's next turn, it is released that much sooner.
+        """
+        await self.process(batch)
+        if self.announce is not None and any(self.reads_input(event) for event in batch):
+            await self.announce()
 
     async def process(self, batch: Iterable[AgentEvent]) -> None:
-        """Handle each record; write the changed journeys if more than ``cache_limit`` wait.
+        """Handle each record; write the changed journeys if more than ``cache_limit`` wait
+        (while the next batches are applied; with no cache, before the next batch is taken).
 
         The others are written at the next offset commit (:meth:`committing`).
         Faust acks a batch when the next one is asked for, or when the agent
@@ -277,7 +311,10 @@ class JourneysAgent:
             finally:
                 self.counted()
             if self.engines.waiting() > self.cache_limit:
-                await self.engines.flush()
+                if self.cache_limit:
+                    await self.engines.write_behind()
+                else:  # no cache: each batch written before the next is taken
+                    await self.engines.flush()
 
     @asynccontextmanager
     async def committing(self) -> AsyncIterator[Callable[[], Awaitable[None]]]:
@@ -428,13 +465,15 @@ def register(mw: AgentApp, inputs: InputTopic) -> JourneysAgent:
         handle_safely,
         counted=lambda: metrics.add(tally),
         cache_limit=mw.settings.state_cache_journeys,
+        announce=inputs.announce_progress,
+        reads_input=lambda event: event.message.topic == touchpoints_topic,
     )
     mw.guard_commits(shell.committing)
 
     @mw.app.agent(mw.journey_inputs, name="journeys")
     async def journeys(stream: EventStream) -> None:
         async for batch in stream.take_events(BATCH_MAX, within=BATCH_WITHIN_S):
-            await shell.process(batch)
+            await shell.take(batch)
 
     @mw.app.timer(interval=mw.settings.tick_interval_s, on_leader=True, name="tick")
     async def tick() -> None:

@@ -492,13 +492,32 @@ async def test_a_journey_changed_by_many_batches_is_written_once_at_the_commit()
     assert PartitionClock.from_json(mw.clocks["0"]) == agent.engines.engines[0].clock
 
 
-async def test_past_the_cache_limit_a_batch_writes_at_once() -> None:
+async def test_past_the_cache_limit_the_journeys_are_written_while_the_next_batch_goes_on() -> None:
+    """Past the cache's bound a batch stages its journeys and their write goes on beside the next
+    batch; that one, past the bound too, waits for it before it starts its own (one at a time)."""
     producer = Producer()
     touchpoints = _batches()[0]
-    keys = {e.key for e in touchpoints}
-    agent, _ = _agent(producer, cache=len(keys) - 1)
-    await agent.process(touchpoints)
-    assert len(producer.to("journeys-changelog")) == len(keys)
+    half = len(touchpoints) // 2
+    first, second = touchpoints[:half], touchpoints[half:]
+    agent, mw = _agent(producer, cache=1)
+    producer.hold.add("journeys-changelog")
+    await agent.process(first)  # returns with its journeys' write unacknowledged
+    await _until(lambda: bool(producer.held))
+    assert {k for k, _ in producer.to("journeys-changelog")} == {e.key for e in first}
+    applying = asyncio.ensure_future(agent.process(second))
+    await _until(lambda: agent.engines.waiting() == len({e.key for e in second}))  # all applied
+    for _ in range(20):  # it waits for the broker, not for time
+        await asyncio.sleep(0)
+    assert not applying.done()
+    assert len(producer.to("journeys-changelog")) == len({e.key for e in first})
+    producer.hold.clear()
+    producer.release()
+    await applying
+    assert agent.engines.behind is not None
+    await agent.engines.behind
+    written = producer.to("journeys-changelog")
+    assert len(written) == len({e.key for e in first}) + len({e.key for e in second})
+    assert dict(written) == {k.encode(): v for k, v in mw.journeys.items()}
 
 
 async def test_no_batch_is_applied_while_offsets_are_committed() -> None:
@@ -675,6 +694,39 @@ async def test_open_timeouts_are_counted_without_unpacking_every_journey() -> No
     del store[key]
     await store.flush()
     assert store.total() == truth() == expected
+
+
+async def test_a_batch_that_read_input_announces_it_at_once() -> None:
+    """What a batch read from the input topic reaches every journey partition right after the
+    batch, not at the announcement timer's next turn; a batch of the re-keyed topic alone, or
+    one that read nothing new, sends nothing."""
+    producer = Producer()
+    mw = Shell(Settings(partitions=2, allowed_lateness_s=0, idle_advance_s=0), producer)
+    topic = mw.settings.touchpoints_topic
+    records = [
+        _record(i, line, None, [], topic=topic, partition=i % 2)
+        for i, line in enumerate(simulate(SimulationConfig(journeys=5, seed=4)).lines)
+    ]
+    mw.app.consumer = Consumer({(topic, p): 10**6 for p in (0, 1)})
+    inputs = input_topic.InputTopic(mw, partitions=2)
+    inputs.restate_every_s = float("inf")
+    agent = journeys.register(mw, inputs)
+    progress = control_headers(SOURCE_PROGRESS)
+
+    def announced() -> list[int | None]:
+        sent = zip(producer.sent, producer.headers, strict=True)
+        out = [p for (_, _, _, p), headers in sent if headers == progress]
+        producer.sent.clear()
+        producer.headers.clear()
+        return out
+
+    await agent.take(records)
+    assert sorted(announced()) == [0, 1]
+    await agent.take(records[-1:])  # read again: no news
+    assert announced() == []
+    tick = _record(10**6, encode_body({"wall_ms": 1_000}), None, control_headers(TICK))
+    await agent.take([tick])
+    assert announced() == []
 
 
 async def test_progress_is_announced_to_every_partition_only_when_a_source_has_news() -> None:

@@ -75,8 +75,6 @@ class PartitionEngines:
         self.staged: list[tuple[PackedWriteBehind, Staged]] = []
         self.staged_clocks: dict[int, tuple[WriteBehind, bytes]] = {}
         self.writing = asyncio.Lock()
-        # The write started when the cache's bound was passed, if it may still run.
-        self.behind: asyncio.Future[None] | None = None
 
     def get(self, partition: int) -> JourneyEngine:
         self.touched.add(partition)
@@ -212,20 +210,6 @@ class PartitionEngines:
         """Write every changed journey and clock now (:meth:`stage`, then its write)."""
         await self.stage()()
 
-    async def write_behind(self) -> None:
-        """Stage every changed journey and clock, and write them while batches go on.
-
-        One such write at a time: the one started before is waited for
-        first, so the journeys staged and not yet acknowledged stay within
-        twice the cache's bound, and a broker that cannot keep up holds the
-        input back. Commits and flushes write in the order staged all the same.
-        """
-        previous = self.behind
-        if previous is not None:
-            self.behind = None
-            await previous
-        self.behind = asyncio.ensure_future(self.stage()())
-
     async def hold_back(self) -> None:
         """While a write failed and waits to be sent again, wait until everything sent is written:
         input stops where output cannot be written, rather than piling up."""
@@ -234,9 +218,6 @@ class PartitionEngines:
 
     async def forget(self) -> None:
         await self.flush()
-        if self.behind is not None:
-            await self.behind
-            self.behind = None
         self.engines.clear()
         self.stores.clear()
         self.clocks.clear()
@@ -285,8 +266,7 @@ class JourneysAgent:
             await self.announce()
 
     async def process(self, batch: Iterable[AgentEvent]) -> None:
-        """Handle each record; write the changed journeys if more than ``cache_limit`` wait
-        (while the next batches are applied; with no cache, before the next batch is taken).
+        """Handle each record; write the changed journeys if more than ``cache_limit`` wait.
 
         The others are written at the next offset commit (:meth:`committing`).
         Faust acks a batch when the next one is asked for, or when the agent
@@ -311,10 +291,7 @@ class JourneysAgent:
             finally:
                 self.counted()
             if self.engines.waiting() > self.cache_limit:
-                if self.cache_limit:
-                    await self.engines.write_behind()
-                else:  # no cache: each batch written before the next is taken
-                    await self.engines.flush()
+                await self.engines.flush()
 
     @asynccontextmanager
     async def committing(self) -> AsyncIterator[Callable[[], Awaitable[None]]]:

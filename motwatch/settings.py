@@ -357,8 +357,7 @@ class Settings(_Strict):
     metadata_refresh_s: float = Field(default=30, gt=0)
     shutdown_grace_s: float = Field(default=20, gt=0)
     # Journeys changed since the last offset commit are written at the commit, each once; past
-    # this many waiting, they are written while the next batches go on (0: every batch writes
-    # its journeys before the next is taken).
+    # this many waiting, the batch that passed it writes them at once (0: every batch writes).
     state_cache_journeys: int = Field(default=5000, ge=0)
     # This worker's stable name in its consumer group (static membership): restarted under
     # the same name, it takes its partitions back at once instead of after session_timeout_s.

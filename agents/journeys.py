@@ -151,9 +151,9 @@ class PartitionEngines:
         """Changed journeys not yet written."""
         return sum(len(store.pending) for store in self.stores.values())
 
-    def stage(self) -> Callable[[], Awaitable[None]]:
+    def stage(self) -> None:
         """Take every changed journey, and the clock of each partition that had records, as
-        they are now; return what writes what is staged.
+        they are now, for :meth:`write_staged`.
 
         Called where no record is being applied; the write may run while
         later batches are (what they change waits for the next stage).
@@ -165,7 +165,6 @@ class PartitionEngines:
             engine, view = self.engines.get(partition), self.clocks.get(partition)
             if engine is not None and view is not None:
                 self.staged_clocks[partition] = (view, engine.clock.to_json())
-        return self.write_staged
 
     async def write_staged(self) -> None:
         """Write everything staged so far, in the order it was staged.
@@ -207,8 +206,9 @@ class PartitionEngines:
             await self.mw.written()
 
     async def flush(self) -> None:
-        """Write every changed journey and clock now (:meth:`stage`, then its write)."""
-        await self.stage()()
+        """Write every changed journey and clock now (:meth:`stage`, then :meth:`write_staged`)."""
+        self.stage()
+        await self.write_staged()
 
     async def hold_back(self) -> None:
         """While a write failed and waits to be sent again, wait until everything sent is written:
@@ -300,7 +300,8 @@ class JourneysAgent:
         writes them, and is awaited before the offsets are committed, with batches applied again
         meanwhile."""
         async with self.busy:
-            yield self.engines.stage()
+            self.engines.stage()
+            yield self.engines.write_staged
 
     async def give_up_partitions(self) -> None:
         """Once the batch being applied is written, forget every engine (a rebalance took partitions).

@@ -303,25 +303,25 @@ def main(argv: list[str] | None = None) -> int:
 
     plan = QUICK if args.quick else SMOKE if args.smoke else FULL
     if args.only:
-        plan = Plan(**{**asdict(plan), "figures": tuple(args.only.split(","))})
+        plan = replace(plan, figures=tuple(args.only.split(",")))
     if args.journeys:
-        plan = Plan(**{**asdict(plan), "journeys": args.journeys})
+        plan = replace(plan, journeys=args.journeys)
     if args.small_journeys:
-        plan = Plan(**{**asdict(plan), "small_journeys": args.small_journeys})
+        plan = replace(plan, small_journeys=args.small_journeys)
     for setting in args.worker_setting:
         name, equals, value = setting.partition("=")
         if not equals or not name.strip():
             parser.error(f"--worker-setting {setting!r}: expected NAME=VALUE")
         WORKER_OVERRIDES[name.strip()] = value
     if args.profile_s is not None:
-        plan = Plan(**{**asdict(plan), "profile_s": args.profile_s})
+        plan = replace(plan, profile_s=args.profile_s)
     if args.latency_s is not None:
         warmup = min(5.0, args.latency_s / 4)
-        plan = Plan(**{**asdict(plan), "latency_s": args.latency_s, "latency_warmup_s": warmup})
+        plan = replace(plan, latency_s=args.latency_s, latency_warmup_s=warmup)
     if args.latency_rate is not None:
         if args.latency_rate <= 0:
             parser.error(f"--latency-rate {args.latency_rate:g}: expected a rate above 0")
-        plan = Plan(**{**asdict(plan), "latency_rate": args.latency_rate})
+        plan = replace(plan, latency_rate=args.latency_rate)
     started = datetime.now(UTC)
     stamp = started.strftime("%Y%m%dT%H%M%SZ")
     run_id = f"{stamp.lower()}-{os.getpid()}"

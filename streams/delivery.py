@@ -39,8 +39,8 @@ class _Unsettled:
     again: _Unsettled | None = None
 
 
-def _failed_write(u: _Unsettled) -> bool:
-    return u.written.cancelled() or u.written.exception() is not None
+def _write_failed(written: asyncio.Future[object]) -> bool:
+    return written.cancelled() or written.exception() is not None
 
 
 class Deliveries:
@@ -95,7 +95,7 @@ class Deliveries:
         return unsettled
 
     def _on_written(self, written: asyncio.Future[object]) -> None:
-        if written.cancelled() or written.exception() is not None:
+        if _write_failed(written):
             self.failures_waiting += 1
 
     async def _tried(self, stream: str, attempt: Attempt) -> asyncio.Future[object]:
@@ -127,7 +127,7 @@ class Deliveries:
         waiting = list(self.unsettled)
         while waiting:
             await asyncio.wait([u.written for u in waiting])
-            retry = [u for u in waiting if _failed_write(u)]
+            retry = [u for u in waiting if _write_failed(u.written)]
             if retry:
                 failed = True
                 await self.sleep(pause)
@@ -158,5 +158,7 @@ class Deliveries:
     def _forget_settled(self) -> None:
         """Drop the writes that are acknowledged, or were sent again."""
         self.unsettled = [
-            u for u in self.unsettled if not u.written.done() or (_failed_write(u) and u.again is None)
+            u
+            for u in self.unsettled
+            if not u.written.done() or (_write_failed(u.written) and u.again is None)
         ]

@@ -65,6 +65,9 @@ class InputTopic:
         self.first_offsets: dict[TP, int] = {}
         self.restate_every_s = mw.settings.tick_interval_s / 2
         self.restated_at = -float("inf")
+        # Held while a record read here is handed on (applied, or re-keyed to the producer): news
+        # of a read must not reach a journey partition before the touchpoint it sends there.
+        self.handing_on = asyncio.Lock()
 
     def sources(self) -> list[str]:
         """Every source partition of the input topic, named."""
@@ -132,13 +135,21 @@ class InputTopic:
 
     async def announce_progress(self) -> None:
         """Tell every journey partition what was read here since the last time, if anything;
-        every partition read here, twice per tick interval."""
+        every partition read here, twice per tick interval.
+
+        The news is taken between records (``handing_on``): taken while a
+        record's touchpoint waited for room in the producer, it went out
+        ahead of the touchpoint, and the journey partition's event time
+        passed the touchpoint before it arrived (a deadline fired that the
+        touchpoint would have met).
+        """
         self.note_waiting()
         now = time.monotonic()
         restate = now - self.restated_at >= self.restate_every_s
         if restate:
             self.restated_at = now
-        body = self.reads.news(restate)
+        async with self.handing_on:
+            body = self.reads.news(restate)
         if body is None:
             return
         mw = self.mw

@@ -389,14 +389,15 @@ def register(mw: AgentApp, inputs: InputTopic) -> JourneysAgent:
         tally.received += 1
         # A vendor's message may carry several touchpoints, and its headers say what it is.
         headers = None if vendor_format is None else header_map(event.headers)
-        for outcome in dispatch.touchpoints(
-            inbound(event, behind=inputs.behind(event.message), headers=headers)
-        ):
-            if outcome.rejection is not None:
-                metrics.rejected.labels(outcome.rejection.reason).inc()
-            elif outcome.event is not None:
-                tally.accept(outcome.event)
-            await carry_out(outcome, event.key)
+        async with inputs.handing_on:  # read and handed on: only then is the read news
+            for outcome in dispatch.touchpoints(
+                inbound(event, behind=inputs.behind(event.message), headers=headers)
+            ):
+                if outcome.rejection is not None:
+                    metrics.rejected.labels(outcome.rejection.reason).inc()
+                elif outcome.event is not None:
+                    tally.accept(outcome.event)
+                await carry_out(outcome, event.key)
 
     async def handle(event: AgentEvent) -> None:
         """A record of the re-keyed topic: a touchpoint, or a record the worker itself wrote."""

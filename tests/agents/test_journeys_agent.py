@@ -54,7 +54,9 @@ class Producer:
     Faults on demand: ``refuse[topic]`` sends to ``topic`` raise (as a producer with no
     metadata for it does), ``fail[topic]`` writes are reported failed (as a request
     that timed out is); ``hold`` keeps writes to its topics unacknowledged until
-    ``release``. A failed or refused record is not kept in ``sent``.
+    ``release``. A failed or refused record is not kept in ``sent``. ``room[topic]``:
+    a keyed record sent to ``topic`` waits until the event is set before the producer
+    takes it (as aiokafka's does while its buffer is full); ``waiting`` counts them.
     """
 
     def __init__(self) -> None:
@@ -64,6 +66,8 @@ class Producer:
         self.fail: dict[str, int] = {}
         self.hold: set[str] = set()
         self.held: list[tuple[asyncio.Future[Written], int]] = []
+        self.room: dict[str, asyncio.Event] = {}
+        self.waiting = 0
 
     async def send(
         self,
@@ -77,6 +81,10 @@ class Producer:
         if self.refuse.get(topic):
             self.refuse[topic] -= 1
             raise RuntimeError(f"{topic} has 0 partitions")
+        if key is not None and topic in self.room:
+            self.waiting += 1
+            await self.room[topic].wait()
+            self.waiting -= 1
         fut: asyncio.Future[Written] = asyncio.get_running_loop().create_future()
         if self.fail.get(topic):
             self.fail[topic] -= 1
@@ -708,6 +716,39 @@ async def test_a_batch_that_read_input_announces_it_at_once() -> None:
     tick = _record(10**6, encode_body({"wall_ms": 1_000}), None, control_headers(TICK))
     await agent.take([tick])
     assert announced() == []
+
+
+async def test_news_of_a_read_never_goes_out_ahead_of_the_touchpoint_it_sends_on() -> None:
+    """The announcement timer may turn while a touchpoint waits for room in the producer: the
+    news of its read waits for it, and reaches the touchpoint's journey partition after it (out
+    first, it moved event time past the touchpoint before the touchpoint was applied there)."""
+    producer = Producer()
+    mw = Shell(Settings(partitions=2, allowed_lateness_s=0, idle_advance_s=0), producer)
+    topic, by_journey = mw.settings.touchpoints_topic, mw.settings.by_journey_topic
+    mw.app.consumer = Consumer({(topic, p): 10**6 for p in range(3)})
+    inputs = input_topic.InputTopic(mw, partitions=3)  # not partitioned like the journeys: re-keyed
+    inputs.restate_every_s = float("inf")
+    agent = journeys.register(mw, inputs)
+    line = simulate(SimulationConfig(journeys=1, seed=4)).lines[0]
+    producer.room[by_journey] = room = asyncio.Event()
+    processing = asyncio.ensure_future(agent.process([_record(0, line, None, [], topic=topic)]))
+    await _until(lambda: producer.waiting == 1)
+    announcing = asyncio.ensure_future(inputs.announce_progress())
+    for _ in range(100):  # the timer's turn, as long as it likes
+        await asyncio.sleep(0)
+    room.set()
+    await asyncio.gather(processing, announcing)
+    sent = [
+        (key, partition, headers)
+        for (t, key, _, partition), headers in zip(producer.sent, producer.headers, strict=True)
+        if t == by_journey
+    ]
+    touchpoint = next(i for i, (key, _, _) in enumerate(sent) if key is not None)
+    home = partition_for_key(sent[touchpoint][0].decode(), 2)  # the producer's choice, by its key
+    progress = control_headers(SOURCE_PROGRESS)
+    news = [i for i, (_, partition, headers) in enumerate(sent) if headers == progress and partition == home]
+    assert news, "the read is announced once the touchpoint is out"
+    assert touchpoint < news[0]
 
 
 async def test_progress_is_announced_to_every_partition_only_when_a_source_has_news() -> None:

@@ -28,7 +28,9 @@ fetched before the clear were never fetched again; and records fetched from
 the new positions could be handed out before the clear. This consumer seeks
 a partition with no committed offset to its first record, and stops the
 flow for the seek, so nothing is handed out until Faust resumes it after
-the clear.
+the clear. A fetch asks for the partitions active when it began (Faust
+lets it read the live set, which a rebalance changes meanwhile), and a
+changelog's records Faust drops are fetched again.
 """
 
 from __future__ import annotations
@@ -125,6 +127,31 @@ class PromptConsumer(Consumer):
         committed = await commit_offsets(self, offsets, start_new_transaction)
         self.app.sensors.on_commit_completed(self, sensor_state)
         return committed
+
+    async def _getmany(self, active_partitions: Any, timeout: float) -> Any:
+        """Faust's fetch, of the partitions active when it began; what it brings back while the
+        flow is stopped (Faust drops it) from a table's changelog is fetched again.
+
+        Faust hands the consumer's thread its own set of active partitions,
+        which a rebalance changes while the fetch waits there: a fetch begun
+        before a revocation took the records of a changelog partition the
+        recovery after it was about to resume, and Faust, its flow still
+        stopped, dropped them. Faust seeks the streams' partitions back to
+        their committed offsets then, but not a changelog's, and the
+        recovery waited for those records for ever. The fetch gets a copy
+        of the set; a changelog partition whose records come back to a
+        stopped flow all the same (a rebalance while recovering) is sought
+        back to the first of them.
+        """
+        asked = None if active_partitions is None else set(active_partitions)
+        fetched = await super()._getmany(asked, timeout)
+        if fetched and not self.flow_active:
+            changelogs = self.app.tables.changelog_topics
+            assigned = self.assignment()
+            for tp, records in fetched.items():
+                if records and tp.topic in changelogs and tp in assigned:
+                    await self.seek(tp, records[0].offset)
+        return fetched
 
     async def perform_seek(self) -> None:
         """Seek every partition to where reading resumes, the flow stopped from the start.

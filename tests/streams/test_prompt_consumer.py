@@ -264,6 +264,71 @@ async def test_a_seek_that_fails_leaves_the_flow_as_it_was() -> None:
     assert consumer.flow_active
 
 
+class FetchingThread(ScriptedThread):
+    """The consumer thread's fetch, scripted: it waits there until let go, and brings what it is
+    given; the partitions it was asked for are kept."""
+
+    def __init__(self, assigned: set[Any]) -> None:
+        super().__init__({})
+        self.assigned = assigned
+        self.asked: Any = None
+        self.fetching, self.let_go = asyncio.Event(), asyncio.Event()
+        self.brings: dict[Any, list[ConsumerRecord]] = {}
+
+    async def getmany(self, active_partitions: Any, timeout: float) -> dict[Any, list[ConsumerRecord]]:
+        self.asked = active_partitions
+        self.fetching.set()
+        await self.let_go.wait()
+        self.let_go.clear()
+        return self.brings
+
+    def assignment(self) -> set[Any]:
+        return set(self.assigned)
+
+
+def _changelog_partition() -> TP:
+    return TP(sorted(create_app(Settings()).app.tables.changelog_topics)[0], 0)
+
+
+async def test_a_fetch_asks_for_the_partitions_active_when_it_began() -> None:
+    """A rebalance changes Faust's set of active partitions while a fetch waits in the consumer's
+    thread: the fetch keeps the partitions it began with (with Faust's own set, it took records of
+    a changelog partition resumed meanwhile, which Faust, its flow stopped, dropped)."""
+    stream, changelog = TP("touchpoints", 0), _changelog_partition()
+    thread = FetchingThread({stream, changelog})
+    consumer = scripted([], thread)
+    active = {stream}
+    fetch = asyncio.ensure_future(consumer._getmany(active, 1.0))
+    await asyncio.wait_for(thread.fetching.wait(), 5)
+    active.add(changelog)  # the recovery resumes its changelog partition meanwhile
+    thread.brings = {stream: _records(0, range(3))}
+    thread.let_go.set()
+    assert await fetch == thread.brings
+    assert thread.asked == {stream}
+
+
+async def test_a_changelog_s_records_fetched_while_the_flow_is_stopped_are_fetched_again() -> None:
+    """Faust drops what a fetch brings back to a stopped flow, and seeks only the streams'
+    partitions back (to their committed offsets): a changelog partition is sought back to the
+    first record it brought; with the flow on, nothing is sought."""
+    stream, changelog = TP("touchpoints", 0), _changelog_partition()
+    thread = FetchingThread({stream, changelog})
+    consumer = scripted([], thread)
+    consumer.resume_flow()
+    records = [ConsumerRecord(changelog.topic, 0, o, 0, 0, b"k", b"v", None, 1, 1, ()) for o in (5, 6)]
+    thread.brings = {stream: _records(0, range(3)), changelog: records}
+    thread.let_go.set()
+    await consumer._getmany({stream, changelog}, 1.0)
+    assert thread.sought == {}
+    fetch = asyncio.ensure_future(consumer._getmany({stream, changelog}, 1.0))
+    await asyncio.wait_for(thread.fetching.wait(), 5)
+    consumer.stop_flow()  # a rebalance begins
+    thread.let_go.set()
+    await fetch
+    assert thread.sought == {changelog: 5}
+    assert consumer._read_offset[changelog] == 5
+
+
 def _fetched(generation: int | None, offset: int) -> Any:
     from faust.types.tuples import Message
 

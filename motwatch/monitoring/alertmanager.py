@@ -14,7 +14,10 @@ teams' receivers (``[teams.<name>]`` in the settings):
   (``PIPELINE_OWNER``), the team that runs motwatch and can fix its configuration;
 * while an alert that means "the pipeline is down or lagging" fires
   (``PIPELINE_DOWN``), the alerts about failing moments are inhibited: their
-  counts are then wrong, not the shop.
+  counts are then wrong, not the shop;
+* while an alert names the cause of another on the same worker (``CAUSES``:
+  Kafka unreachable, and so writes failing), the consequence is inhibited:
+  one page for one trouble.
 
 Secrets stay out of the generated files: Alertmanager reads them from the
 files the settings name, Grafana from environment variables
@@ -42,6 +45,10 @@ PIPELINE_DOWN = (
     "MotwatchConsumerLagHigh",
     "MotwatchWatermarkStalled",
 )
+# (cause, consequence): while the cause fires for a worker, the consequence on that worker is inhibited.
+CAUSES = (("MotwatchKafkaUnreachable", "MotwatchWritesFailing"),)
+# The label that says which worker an alert is about.
+SAME_WORKER = ["instance"]
 DEFAULT_RECEIVER = PIPELINE_OWNER
 
 
@@ -99,7 +106,7 @@ def _severity_routes() -> list[dict[str, Any]]:
 
 
 def alertmanager_config(settings: Settings, alerts: tuple[Alert, ...]) -> dict[str, Any]:
-    """Alertmanager's configuration: receivers, the route tree and the inhibition rule."""
+    """Alertmanager's configuration: receivers, the route tree and the inhibition rules."""
     names = teams(settings, alerts)
     receivers = [{"name": name, **_integrations(settings.teams.get(name, TeamSettings()))} for name in names]
     routes = [
@@ -118,7 +125,15 @@ def alertmanager_config(settings: Settings, alerts: tuple[Alert, ...]) -> dict[s
             {
                 "source_matchers": [f'alertname=~"{_regex(_names(alerts, PIPELINE_DOWN))}"'],
                 "target_matchers": [f'alertname=~"{_regex(moment_alerts(alerts))}"'],
-            }
+            },
+            *(
+                {
+                    "source_matchers": [f'alertname="{cause}"'],
+                    "target_matchers": [f'alertname="{consequence}"'],
+                    "equal": SAME_WORKER,
+                }
+                for cause, consequence in (_names(alerts, pair) for pair in CAUSES)
+            ),
         ],
         "receivers": receivers,
     }

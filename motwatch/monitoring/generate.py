@@ -42,7 +42,8 @@ _ALERTMANAGER_HEADER = """\
 # Alertmanager: one route per owner team (owner="<team>"), grouped by alertname and owner,
 # repeated by severity (critical 1h, high 4h, medium 12h, low 24h); an unknown owner goes to
 # the pipeline team. A team without receivers has a receiver without integrations (dropped).
-# Moment alerts are inhibited while the pipeline is down or lagging.
+# Moment alerts are inhibited while the pipeline is down or lagging; a worker's failing writes
+# while that worker cannot reach Kafka.
 # Test a route: amtool config routes test --config.file=THIS owner=web severity=high
 """
 

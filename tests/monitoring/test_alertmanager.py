@@ -4,7 +4,8 @@
   (the defaults) and with every kind of receiver configured.
 * ``amtool config routes test`` sends every owner team's alerts, at every severity,
   to that team's receiver, and an alert with an unknown owner to the pipeline team.
-* A real Alertmanager inhibits a moment alert while a pipeline-down alert fires.
+* A real Alertmanager inhibits a moment alert while a pipeline-down alert fires, and
+  a worker's failing writes while that worker (not another) cannot reach Kafka.
 """
 
 from __future__ import annotations
@@ -19,6 +20,7 @@ import pytest
 import yaml
 
 from motwatch.monitoring.alertmanager import (
+    CAUSES,
     DEFAULT_RECEIVER,
     GRAFANA_DEFAULT_CONTACT_POINT,
     PIPELINE_DOWN,
@@ -145,8 +147,12 @@ def test_each_severity_repeats_at_its_interval() -> None:
         ]
 
 
-def test_only_moment_alerts_are_inhibited_by_the_pipeline_down_alerts() -> None:
-    (rule,) = alertmanager_config(Settings(), ALERTS)["inhibit_rules"]
+def test_pipeline_down_inhibits_only_moment_alerts_and_a_cause_its_consequence_on_one_worker() -> None:
+    rule, *by_cause = alertmanager_config(Settings(), ALERTS)["inhibit_rules"]
+    assert [(r["source_matchers"], r["target_matchers"], r["equal"]) for r in by_cause] == [
+        ([f'alertname="{cause}"'], [f'alertname="{consequence}"'], ["instance"])
+        for cause, consequence in CAUSES
+    ]
     targets = moment_alerts(ALERTS)
     assert targets and all(a.owner is None for a in ALERTS if a.name in targets)
     assert not set(targets) & set(PIPELINE_DOWN)
@@ -180,6 +186,32 @@ def test_a_real_alertmanager_inhibits_moment_alerts_while_the_pipeline_is_down(
     alertmanager.api("/alerts", [{"labels": down}])
     wait_until(lambda: states(alertmanager).get(moment) == "suppressed", 20, f"{moment} inhibited")
     assert states(alertmanager)[PIPELINE_DOWN[0]] == "active"
+
+
+def test_a_real_alertmanager_inhibits_a_worker_s_failing_writes_while_it_cannot_reach_kafka(
+    alertmanager: AlertmanagerProcess,
+) -> None:
+    """One page for one trouble: the writes of the worker that cannot reach Kafka are not paged
+    for; another worker's failing writes still are."""
+    cause, consequence = CAUSES[0]
+
+    def alert(name: str, instance: str) -> dict[str, dict[str, str]]:
+        labels = {"alertname": name, "owner": PIPELINE_OWNER, "severity": "high", "instance": instance}
+        return {"labels": labels}
+
+    def state(name: str, instance: str) -> str | None:
+        return next(
+            (a["status"]["state"] for a in alertmanager.api("/alerts")
+             if a["labels"]["alertname"] == name and a["labels"].get("instance") == instance),
+            None,
+        )  # fmt: skip
+
+    alertmanager.api("/alerts", [alert(consequence, "w1:9100"), alert(consequence, "w2:9100")])
+    wait_until(lambda: state(consequence, "w1:9100") == "active", 20, f"{consequence} active")
+    alertmanager.api("/alerts", [alert(cause, "w1:9100")])
+    wait_until(lambda: state(consequence, "w1:9100") == "suppressed", 20, f"w1's {consequence} inhibited")
+    assert state(consequence, "w2:9100") == "active"
+    assert state(cause, "w1:9100") == "active"
 
 
 def test_grafana_routes_only_teams_with_receivers_and_keeps_secrets_out(configured: Settings) -> None:

@@ -141,14 +141,18 @@ class InputTopic:
         record's touchpoint waited for room in the producer, it went out
         ahead of the touchpoint, and the journey partition's event time
         passed the touchpoint before it arrived (a deadline fired that the
-        touchpoint would have met).
+        touchpoint would have met). What waits in each partition is noted
+        at the same moment: noted before waiting for the record, it said a
+        partition that had just received records had none, beside reads of
+        the others made after they arrived.
         """
-        self.note_waiting()
         now = time.monotonic()
         restate = now - self.restated_at >= self.restate_every_s
         if restate:
             self.restated_at = now
         async with self.handing_on:
+            # What waits in each partition, and what was read, as of one moment.
+            self.note_waiting()
             body = self.reads.news(restate)
         if body is None:
             return

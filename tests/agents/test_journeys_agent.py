@@ -751,6 +751,39 @@ async def test_news_of_a_read_never_goes_out_ahead_of_the_touchpoint_it_sends_on
     assert touchpoint < news[0]
 
 
+async def test_what_waits_in_each_partition_is_noted_when_the_news_is_taken() -> None:
+    """Records reach an empty input partition while the announcement waits for a touchpoint to be
+    handed on: the news says that partition is behind (noted before the wait, it said it had
+    nothing to read, beside reads made after, and event time went past its records)."""
+    producer = Producer()
+    mw = Shell(Settings(partitions=2, allowed_lateness_s=0, idle_advance_s=0), producer)
+    topic, by_journey = mw.settings.touchpoints_topic, mw.settings.by_journey_topic
+    ends = {(topic, 0): 10**6, (topic, 1): 0, (topic, 2): 0}
+    mw.app.consumer = Consumer(ends)
+    inputs = input_topic.InputTopic(mw, partitions=3)
+    inputs.restate_every_s = float("inf")
+    agent = journeys.register(mw, inputs)
+    await inputs.learn_first_offsets()
+    line = simulate(SimulationConfig(journeys=1, seed=4)).lines[0]
+    producer.room[by_journey] = room = asyncio.Event()
+    processing = asyncio.ensure_future(agent.process([_record(0, line, None, [], topic=topic)]))
+    await _until(lambda: producer.waiting == 1)
+    announcing = asyncio.ensure_future(inputs.announce_progress())
+    for _ in range(100):
+        await asyncio.sleep(0)
+    ends[(topic, 1)] = 5  # records arrive at partition 1 meanwhile
+    room.set()
+    await asyncio.gather(processing, announcing)
+    progress = control_headers(SOURCE_PROGRESS)
+    bodies = [
+        orjson.loads(v)
+        for (_, _, v, _), h in zip(producer.sent, producer.headers, strict=True)
+        if h == progress
+    ]
+    assert bodies, "the news went out"
+    assert all(f"{topic}:1" in body["behind"] for body in bodies)
+
+
 async def test_progress_is_announced_to_every_partition_only_when_a_source_has_news() -> None:
     """News: a source read further in event time, or caught up with (or fell behind) its partition's
     end; a partition nothing was read from yet is told about with every news; every partition read

@@ -28,9 +28,8 @@ fetched before the clear were never fetched again; and records fetched from
 the new positions could be handed out before the clear. This consumer seeks
 a partition with no committed offset to its first record, and stops the
 flow for the seek, so nothing is handed out until Faust resumes it after
-the clear. A fetch asks for the partitions active when it began (Faust
-lets it read the live set, which a rebalance changes meanwhile), and a
-changelog's records Faust drops are fetched again.
+the clear. A changelog's records that a fetch brings back to a stopped
+flow, which Faust drops, are fetched again.
 """
 
 from __future__ import annotations
@@ -129,28 +128,35 @@ class PromptConsumer(Consumer):
         return committed
 
     async def _getmany(self, active_partitions: Any, timeout: float) -> Any:
-        """Faust's fetch, of the partitions active when it began; what it brings back while the
-        flow is stopped (Faust drops it) from a table's changelog is fetched again.
+        """Faust's fetch; a table changelog's records it brings back that Faust drops (the flow
+        stopped, or the partition not active) are fetched again.
 
-        Faust hands the consumer's thread its own set of active partitions,
-        which a rebalance changes while the fetch waits there: a fetch begun
-        before a revocation took the records of a changelog partition the
-        recovery after it was about to resume, and Faust, its flow still
-        stopped, dropped them. Faust seeks the streams' partitions back to
-        their committed offsets then, but not a changelog's, and the
-        recovery waited for those records for ever. The fetch gets a copy
-        of the set; a changelog partition whose records come back to a
-        stopped flow all the same (a rebalance while recovering) is sought
-        back to the first of them.
+        Faust hands the consumer's thread its live set of active partitions,
+        which a rebalance empties while the fetch waits there, and aiokafka
+        takes an empty set for every partition: a fetch begun before a
+        revocation took the records of a changelog partition the recovery
+        after it had just sought, they came back to a stopped flow, and
+        Faust dropped them. It seeks the streams' partitions back to their
+        committed offsets then, but not a changelog's, and the recovery
+        waited for those records for ever. (A copy of the set instead let a
+        fetch begun before the rebalance hand out the old partitions' records
+        after it, ahead of what the new ones had: event time passed them.)
         """
-        asked = None if active_partitions is None else set(active_partitions)
-        fetched = await super()._getmany(asked, timeout)
-        if fetched and not self.flow_active:
+        fetched = await super()._getmany(active_partitions, timeout)
+        if fetched:
             changelogs = self.app.tables.changelog_topics
-            assigned = self.assignment()
-            for tp, records in fetched.items():
-                if records and tp.topic in changelogs and tp in assigned:
-                    await self.seek(tp, records[0].offset)
+            dropped = [
+                (tp, records[0].offset)
+                for tp, records in fetched.items()
+                if records
+                and tp.topic in changelogs
+                and (not self.flow_active or (active_partitions is not None and tp not in active_partitions))
+            ]
+            if dropped:
+                assigned = self.assignment()
+                for tp, offset in dropped:
+                    if tp in assigned:
+                        await self.seek(tp, offset)
         return fetched
 
     async def perform_seek(self) -> None:

@@ -223,7 +223,7 @@ OVERRIDDEN: tuple[Override, ...] = (
     # Deliveries without tasks, seeks that lose no record: public names, but hooks of Faust's
     # fetch loop and recovery rather than extension points.
     Override(aiokafka_driver.Consumer, "perform_seek", True, (), _PROMPT_CONSUMER),
-    # The fetch's partitions, copied before the consumer's thread reads them.
+    # What a fetch brings back and Faust drops, from a changelog: fetched again.
     Override(aiokafka_driver.Consumer, "_getmany", True, ("active_partitions", "timeout"), _PROMPT_CONSUMER),
     # Faust's livelock check, which crashed on a partition without a position.
     Override(aiokafka_driver.Consumer, "verify_event_path", False, ("now", "tp"), _PROMPT_CONSUMER),

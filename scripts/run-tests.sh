@@ -26,5 +26,10 @@ fault=$?
 trap - INT TERM
 echo "--- the background session (tests/faults, test_cluster.py, test_differential.py), run beside the rest ---"
 cat "$work/faults.log"
-rm -rf "$work"
+if [ "$fault" -eq 0 ]; then
+	rm -rf "$work"
+else
+	# The failed tests' workers' logs and data, for whoever looks into it.
+	echo "--- the background session's files are kept in $work/tmp ---"
+fi
 [ "$rest" -eq 0 ] && [ "$fault" -eq 0 ]

@@ -486,7 +486,10 @@ def register(mw: AgentApp, inputs: InputTopic) -> JourneysAgent:
         assigned = [tp for tp in consumer.assignment() if tp.topic in sources]
         lags: dict[tuple[str, int], int] = {}
         for tp in assigned:
-            position = await consumer.position(tp)
+            try:
+                position = await consumer.position(tp)
+            except Exception:  # given up by a rebalance meanwhile: no gauge (a raising timer crashes the app)
+                continue
             highwater = consumer.highwater(tp)
             if position is not None and highwater is not None:
                 lags[(tp.topic, tp.partition)] = max(0, highwater - position)

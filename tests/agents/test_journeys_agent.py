@@ -1006,3 +1006,28 @@ async def test_records_still_buffered_when_partitions_are_given_up_are_left_to_t
     await mw.app.on_partitions_assigned.send({TP("touchpoints-by-journey", 0)})
     await agent.process(touchpoints[50:100])
     assert agent.engines.engines and len(producer.sent) > sent
+
+
+async def test_the_gauges_skip_a_partition_a_rebalance_took_while_they_asked() -> None:
+    """aiokafka raises for the position of a partition no longer assigned; raised from the timer,
+    it crashed the worker. The partitions still held are gauged."""
+    producer = Producer()
+    _, mw = _agent(producer, partitions=2)
+    topic = mw.settings.touchpoints_topic
+    taken = TP(topic, 1)
+
+    class Rebalanced(Consumer):
+        async def position(self, tp: TP) -> int | None:
+            if tp == taken:
+                raise RuntimeError(f"Partition {tp} is not assigned")
+            return 3
+
+    mw.app.consumer = Rebalanced({(topic, 0): 10, (topic, 1): 10})
+    await mw.app.timers["journey_gauges"]()
+    lags = {
+        s.labels["partition"]: s.value
+        for m in mw.metrics.registry.collect()
+        for s in m.samples
+        if s.name == "motwatch_consumer_lag_messages"
+    }
+    assert lags == {"0": 7.0}

@@ -33,6 +33,7 @@ from motwatch.simulation import SimulationConfig, simulate
 from motwatch.streams.app import TextCodec
 from motwatch.streams.delivery import Deliveries
 from motwatch.streams.metrics import Metrics
+from tests.event_loop import run_steps, until
 
 CLOCKS_CHANGELOG = "clocks-changelog"
 FLUSHED = "(acknowledged)"
@@ -407,9 +408,8 @@ async def test_no_journey_is_written_while_a_moment_it_reported_is_unacknowledge
     producer.sent.clear()
     producer.hold.add(mw.settings.moments_topic)
     tick = asyncio.ensure_future(agent.process(last_tick))
-    await _until(lambda: bool(producer.held))
-    for _ in range(20):  # whatever else the agent could do, it does not write a journey
-        await asyncio.sleep(0)
+    await until(lambda: bool(producer.held))
+    await run_steps(20)  # whatever else the agent could do, it does not write a journey
     assert not tick.done()
     assert producer.to(mw.settings.moments_topic)
     assert not producer.to("journeys-changelog")
@@ -436,14 +436,6 @@ async def test_a_moment_whose_write_failed_is_sent_again_before_any_journey_is_w
     assert set(topics[: topics.index(FLUSHED)]) == {moments}
     assert mw.metrics.write_failures.labels(moments)._value.get() == 3
     assert sorted(producer.to(moments)) == sorted(expected[-len(producer.to(moments)) :])
-
-
-async def _until(condition: Callable[[], bool]) -> None:
-    for _ in range(10_000):
-        if condition():
-            return
-        await asyncio.sleep(0)
-    raise AssertionError("the condition never held")
 
 
 async def test_what_a_batch_sent_is_acknowledged_before_its_journeys_and_they_before_its_clock() -> None:
@@ -518,8 +510,7 @@ async def test_no_batch_is_applied_while_offsets_are_committed() -> None:
     assert mw.commit_guard is not None
     async with mw.commit_guard():
         applying = asyncio.ensure_future(agent.process(touchpoints))
-        for _ in range(20):
-            await asyncio.sleep(0)
+        await run_steps(20)
         assert not applying.done() and agent.engines.waiting() == 0
     await applying
     assert agent.engines.waiting() > 0
@@ -538,9 +529,9 @@ async def test_batches_are_applied_while_a_commit_writes_what_it_staged() -> Non
     staged_keys = {(e.key or b"").decode() for e in first}
     producer.hold.add("journeys-changelog")
     commit = asyncio.ensure_future(mw.commit())
-    await _until(lambda: bool(producer.held))
+    await until(lambda: bool(producer.held))
     applying = asyncio.ensure_future(agent.process(second))
-    await _until(applying.done)  # not held by the commit waiting for the broker
+    await until(applying.done)  # not held by the commit waiting for the broker
     assert not commit.done()
     assert {k.decode() for k, _ in producer.to("journeys-changelog")} == staged_keys
     assert agent.engines.waiting() == len({e.key for e in second})
@@ -596,12 +587,11 @@ async def test_after_a_failed_write_the_next_batch_waits_until_everything_is_wri
     producer.fail[moments] = 1
     producer.hold.add(moments)
     await agent.process(last_tick)  # its moments: the first write fails, the others are held
-    await _until(mw.writes_failing)
+    await until(mw.writes_failing)
     sent = len(producer.to(moments))
     more = [_record(10**6, encode_body({"wall_ms": 10**12 + 1}), None, control_headers(TICK))]
     applying = asyncio.ensure_future(agent.process(more))
-    for _ in range(20):  # it waits for the broker, not for time
-        await asyncio.sleep(0)
+    await run_steps(20)  # it waits for the broker, not for time
     assert not applying.done()
     producer.hold.clear()
     producer.release()
@@ -732,10 +722,9 @@ async def test_news_of_a_read_never_goes_out_ahead_of_the_touchpoint_it_sends_on
     line = simulate(SimulationConfig(journeys=1, seed=4)).lines[0]
     producer.room[by_journey] = room = asyncio.Event()
     processing = asyncio.ensure_future(agent.process([_record(0, line, None, [], topic=topic)]))
-    await _until(lambda: producer.waiting == 1)
+    await until(lambda: producer.waiting == 1)
     announcing = asyncio.ensure_future(inputs.announce_progress())
-    for _ in range(100):  # the timer's turn, as long as it likes
-        await asyncio.sleep(0)
+    await run_steps(100)  # the timer's turn, as long as it likes
     room.set()
     await asyncio.gather(processing, announcing)
     sent = [
@@ -767,10 +756,9 @@ async def test_what_waits_in_each_partition_is_noted_when_the_news_is_taken() ->
     line = simulate(SimulationConfig(journeys=1, seed=4)).lines[0]
     producer.room[by_journey] = room = asyncio.Event()
     processing = asyncio.ensure_future(agent.process([_record(0, line, None, [], topic=topic)]))
-    await _until(lambda: producer.waiting == 1)
+    await until(lambda: producer.waiting == 1)
     announcing = asyncio.ensure_future(inputs.announce_progress())
-    for _ in range(100):
-        await asyncio.sleep(0)
+    await run_steps(100)
     ends[(topic, 1)] = 5  # records arrive at partition 1 meanwhile
     room.set()
     await asyncio.gather(processing, announcing)

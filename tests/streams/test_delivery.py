@@ -4,9 +4,9 @@ however many settle at once (the agent holding input back, and a commit writing 
 from __future__ import annotations
 
 import asyncio
-from collections.abc import Callable
 
 from motwatch.streams.delivery import Attempt, Deliveries
+from tests.event_loop import run_steps, until
 
 
 class Broker:
@@ -34,30 +34,16 @@ async def _no_pause(seconds: float) -> None:
     pass
 
 
-async def _steps(n: int = 20) -> None:
-    """Let the loop run a while: for what must NOT happen, which has no condition to wait for."""
-    for _ in range(n):
-        await asyncio.sleep(0)
-
-
-async def _until(condition: Callable[[], bool]) -> None:
-    for _ in range(10_000):
-        if condition():
-            return
-        await asyncio.sleep(0)
-    raise AssertionError("the condition never held")
-
-
 async def test_a_settle_waits_for_what_was_sent_before_it_only() -> None:
     broker = Broker()
     deliveries = Deliveries(lambda stream, exc: None, sleep=_no_pause)
     await deliveries.send("moments", broker.attempt("m1"))
     settle = asyncio.ensure_future(deliveries.settle())
-    await _steps()
+    await run_steps()
     await deliveries.send("moments", broker.attempt("m2"))  # sent after the settle began, never acked
     assert not settle.done()
     broker.ack(0)
-    await _until(settle.done)
+    await until(settle.done)
     assert len(deliveries) == 1  # m2 still waits for whoever settles next
 
 
@@ -75,17 +61,17 @@ async def test_a_write_that_failed_is_sent_again_once_whoever_settles() -> None:
     agent = asyncio.ensure_future(deliveries.settle())
     commit = asyncio.ensure_future(deliveries.settle())
     broker.fail(0)
-    await _until(lambda: deliveries.failing)
-    await _steps()
+    await until(lambda: deliveries.failing)
+    await run_steps()
     assert not agent.done() and not commit.done()
     broker.ack(1)
-    await _until(lambda: len(broker.writes) == 3)
-    await _steps()  # neither settle sends it a second time
+    await until(lambda: len(broker.writes) == 3)
+    await run_steps()  # neither settle sends it a second time
     assert [name for name, _ in broker.writes] == ["m1", "j1", "m1"]  # sent again, once
     assert failures == ["moments"] and resends == [1]
     assert not deliveries.failing and not agent.done() and not commit.done()
     broker.ack(2)
-    await _until(lambda: agent.done() and commit.done())
+    await until(lambda: agent.done() and commit.done())
     assert len(deliveries) == 0
 
 
@@ -96,10 +82,10 @@ async def test_a_write_that_fails_again_is_sent_again_again() -> None:
     await deliveries.send("moments", broker.attempt("m1"))
     settle = asyncio.ensure_future(deliveries.settle())
     broker.fail(0)
-    await _until(lambda: len(broker.writes) == 2)
+    await until(lambda: len(broker.writes) == 2)
     broker.fail(1)
-    await _until(lambda: len(broker.writes) == 3)
+    await until(lambda: len(broker.writes) == 3)
     broker.ack(2)
-    await _until(settle.done)
+    await until(settle.done)
     assert [name for name, _ in broker.writes] == ["m1"] * 3
     assert failures == ["moments", "moments"] and not deliveries.failing and len(deliveries) == 0

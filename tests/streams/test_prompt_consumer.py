@@ -16,6 +16,7 @@ from faust.types import TP
 from motwatch.settings import Settings
 from motwatch.streams.app import create_app
 from motwatch.streams.consumer import PromptConsumer, guard_commits
+from tests.event_loop import until
 
 
 def make_consumer() -> Any:
@@ -391,11 +392,8 @@ async def test_a_commit_covers_what_was_acknowledged_when_its_state_was_staged()
     for offset in (11, 12):
         assert consumer.ack(_fetched(None, offset))
     commit_task = asyncio.ensure_future(consumer.force_commit())
-    for _ in range(1000):
-        if "writing" in steps:
-            break
-        await asyncio.sleep(0)
-    assert "writing" in steps and not committed
+    await until(lambda: "writing" in steps, steps=1000)
+    assert not committed
     release.set()
     assert await commit_task
     assert steps == ["guard", "guard left", "writing", "written", "committed"]

@@ -114,10 +114,12 @@ class PartitionEngines:
         if not saved:
             return None
         try:
-            return PartitionClock.from_json(saved)
+            clock = PartitionClock.from_json(saved)
         except ValueError as exc:
             self.unreadable.append(("clocks", partition, Unreadable(key, bytes(saved), str(exc))))
             return None
+        clock.taken_over()
+        return clock
 
     def _unreadable(self) -> list[tuple[str, int, Unreadable]]:
         """The stored records found unreadable since the last look: (table, partition, record)."""

@@ -214,6 +214,16 @@ class PartitionClock:
         self.reported = []
         self.activity_since_tick = 0
 
+    def taken_over(self) -> None:
+        """A new holder resumes this clock (a restart, a rebalance): no source counts as reported
+        since the last tick until a reader of it reports it again.
+
+        The last holder's reports may be older than records it read and applied after its last
+        commit, which the new holder reads again; its ticks that follow in the re-keyed topic
+        must not find such a source idle on the strength of them.
+        """
+        self.reported = []
+
     def advance_to(self, watermark_ms: int) -> None:
         self.watermark_ms = max(self.watermark_ms, watermark_ms)
 

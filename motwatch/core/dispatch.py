@@ -231,7 +231,7 @@ class JourneyDispatch:
 
     def _vouched(self, news: Progress, partition: int) -> Progress:
         """The news, with the progress of the source read on ``partition`` itself only as far as
-        this dispatch has read that source.
+        this dispatch has read that source, and that source behind while the news is ahead.
 
         With ``direct``, the input partition numbered like a journey partition is read where that
         journey partition is held, and the records applied there reach its clock outside the
@@ -239,8 +239,10 @@ class JourneyDispatch:
         the re-keyed topic from its committed offset, where the last holder's news of that
         source may stand ahead of records that are read again from the input topic's committed
         offset: taken at its word, it would move event time past them, and timeouts would fire
-        before the events that settle them. Live, the news was made from these very reads and is
-        never ahead of them.
+        before the events that settle them. What this reader has not read yet of what the news
+        tells waits to be read: the source has a backlog, whatever the last holder said of its
+        own, so the last holder's ticks that follow do not find it idle. Live, the news was made
+        from these very reads and is never ahead of them.
         """
         if not self.direct:
             return news
@@ -249,12 +251,17 @@ class JourneyDispatch:
         if told is None:
             return news
         read = self.reads.read.get(own)
+        if read is not None and read >= told:
+            return news
         reads = dict(news.reads)
+        unread = news.unread
         if read is None:
             del reads[own]
+            unread = unread | {own}
         else:
-            reads[own] = min(told, read)
-        return replace(news, reads=reads)
+            reads[own] = read
+        behind = None if news.behind is None else news.behind | {own}
+        return replace(news, reads=reads, unread=unread, behind=behind)
 
     def _journey_touchpoint(self, record: Inbound, headers: Mapping[str, str]) -> Outcome:
         result = validate_touchpoint(record.value, self.limits)

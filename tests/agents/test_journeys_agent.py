@@ -472,6 +472,24 @@ async def test_each_changed_journey_is_written_once_per_batch() -> None:
     assert PartitionClock.from_json(mw.clocks["0"]) == agent.engines.engines[0].clock  # saved with the batch
 
 
+async def test_a_stored_clock_is_resumed_with_no_source_reported_since_its_last_tick() -> None:
+    """A worker that takes a partition over resumes its stored clock, but not the last holder's
+    reports since the last tick: those may predate records the new one has still to read
+    (``PartitionClock.taken_over``)."""
+    producer = Producer()
+    agent, mw = _agent(producer)
+    touchpoints = _batches()[0]
+    await agent.process(touchpoints)
+    stored = PartitionClock.from_json(mw.clocks["0"])
+    stored.reported = [Settings().touchpoints_topic + ":0"]
+    mw.clocks["0"] = stored.to_json()
+    successor = _register(mw)
+    await successor.process([])
+    resumed = successor.engines.get(0).clock
+    assert resumed.reported == [] and resumed.sources == stored.sources
+    assert resumed.watermark_ms == stored.watermark_ms
+
+
 async def test_a_journey_changed_by_many_batches_is_written_once_at_the_commit() -> None:
     producer = Producer()
     agent, mw = _agent(producer, cache=10_000)

@@ -23,6 +23,7 @@ from hypothesis import strategies as st
 from motwatch.core.clock import NEVER, PartitionClock
 from motwatch.core.dispatch import Inbound, JourneyDispatch
 from motwatch.core.engine import JourneyEngine
+from motwatch.core.moments import Moment
 from motwatch.core.partitioner import partition_for_key
 from motwatch.core.records import (
     FORWARDED,
@@ -205,14 +206,77 @@ def _partitioner(kind: str, salt: int):
     return {"murmur2": murmur2, "crc32": crc32, "sticky": sticky}[kind]
 
 
-ACTIONS = st.lists(
-    st.tuples(
-        st.sampled_from(["produce", "read", "deliver", "announce", "tick"]),
-        st.integers(0, PARTITIONS - 1),
-        st.integers(1, 60),
-    ),
-    max_size=120,
-)
+def _actions(*kinds: str) -> st.SearchStrategy[list[tuple[str, int, int]]]:
+    return st.lists(
+        st.tuples(st.sampled_from(kinds), st.integers(0, PARTITIONS - 1), st.integers(1, 60)), max_size=120
+    )
+
+
+ACTIONS = _actions("produce", "read", "deliver", "announce", "tick")
+# A worker may also commit (offsets lagging what it applied by up to a few records per partition)
+# and die, its successor resuming from the last commit.
+ACTIONS_WITH_CRASHES = _actions("produce", "read", "deliver", "announce", "tick", "commit", "crash")
+
+
+def _play(
+    seed: int, partitioner: str, lateness_s: int, backlog: bool, actions: list[tuple[str, int, int]]
+) -> tuple[Topology, list[bytes], Settings]:
+    """A simulation's lines through the topology as ``actions`` say, then settled: (topology, lines,
+    settings). Guests, identifies across partitions, events out of order within the lateness;
+    produced all at once (a backlog) or bit by bit in file order; read, delivered, announced and
+    ticked in any order (a tick always follows an announcement that restates every partition read,
+    as the worker announces every 20 ms, restates twice per tick interval and ticks every second)."""
+    settings = Settings.model_validate({"allowed_lateness_s": lateness_s, "idle_advance_s": 10**6})
+    config = SimulationConfig(
+        journeys=10,
+        seed=seed,
+        anonymous_share=0.6,
+        guest_share=0.8,
+        disorder_s=lateness_s / 2,
+        allowed_lateness_s=lateness_s,
+        tail_s=3 * 3600,
+    )
+    lines = simulate(config).lines
+    topology = Topology(settings, PARTITIONS)
+    partition_of = _partitioner(partitioner, seed)
+    # Input partitions the traffic will reach, and those it has reached so far.
+    unreached = {partition_of(i, line) % PARTITIONS for i, line in enumerate(lines)}
+    produced = 0
+    if backlog:
+        topology.produce(lines, partition_of)
+        produced, unreached = len(lines), set()
+    began = False  # a reader has read the traffic's first records (a crash does not undo that)
+    for action, partition, count in actions:
+        began = began or any(t is not None for t in topology.reads.read.values())
+        if action == "produce" and produced < len(lines):
+            if not produced:
+                topology.catch_up()  # the worker ran, idle and caught up, before the traffic
+            chunk = lines[produced : produced + count]
+            topology.produce(chunk, lambda i, raw, at=produced: partition_of(at + i, raw))
+            unreached -= {partition_of(produced + i, line) % PARTITIONS for i, line in enumerate(chunk)}
+            produced += len(chunk)
+        elif action == "tick" and unreached and began:
+            # A tick interval between the first records read of a burst and a partition's first ones
+            # is the race the README states (test_a_partition_reached_a_tick_interval_late...).
+            topology.announce()
+        elif action == "read":
+            topology.read(partition, count)
+        elif action == "deliver":
+            topology.deliver(partition, count)
+        elif action == "announce":
+            topology.announce()
+        elif action == "tick":
+            topology.announce(restate=True)
+            topology.tick()
+        elif action == "commit":
+            topology.commit({p: (count >> p) % 4 for p in range(PARTITIONS)})
+        elif action == "crash":
+            topology.crash()
+    if not produced:
+        topology.catch_up()
+    topology.produce(lines[produced:], lambda i, raw: partition_of(produced + i, raw))
+    topology.settle()
+    return topology, lines, settings
 
 
 @hypothesis_settings(max_examples=60, deadline=None, suppress_health_check=[HealthCheck.too_slow])
@@ -240,57 +304,39 @@ ACTIONS = st.lists(
 def test_in_any_order_the_partitions_report_what_detect_reports(
     seed: int, partitioner: str, lateness_s: int, backlog: bool, actions: list[tuple[str, int, int]]
 ) -> None:
-    """Guests, identifies across partitions, events out of order within the lateness; produced all
-    at once (a backlog) or bit by bit in file order; read, delivered, announced and ticked in any order
-    (a tick always follows an announcement that restates every partition read, as the worker announces
-    every 20 ms, restates twice per tick interval and ticks every second)."""
-    settings = Settings.model_validate({"allowed_lateness_s": lateness_s, "idle_advance_s": 10**6})
-    config = SimulationConfig(
-        journeys=10,
-        seed=seed,
-        anonymous_share=0.6,
-        guest_share=0.8,
-        disorder_s=lateness_s / 2,
-        allowed_lateness_s=lateness_s,
-        tail_s=3 * 3600,
-    )
-    lines = simulate(config).lines
-    topology = Topology(settings, PARTITIONS)
-    partition_of = _partitioner(partitioner, seed)
-    # Input partitions the traffic will reach, and those it has reached so far.
-    unreached = {partition_of(i, line) % PARTITIONS for i, line in enumerate(lines)}
-    produced = 0
-    if backlog:
-        topology.produce(lines, partition_of)
-        produced, unreached = len(lines), set()
-    for action, partition, count in actions:
-        if action == "produce" and produced < len(lines):
-            if not produced:
-                topology.catch_up()  # the worker ran, idle and caught up, before the traffic
-            chunk = lines[produced : produced + count]
-            topology.produce(chunk, lambda i, raw, at=produced: partition_of(at + i, raw))
-            unreached -= {partition_of(produced + i, line) % PARTITIONS for i, line in enumerate(chunk)}
-            produced += len(chunk)
-        elif action == "tick" and unreached and any(t is not None for t in topology.reads.read.values()):
-            # A tick interval between the first records read of a burst and a partition's first ones
-            # is the race the README states (test_a_partition_reached_a_tick_interval_late...).
-            topology.announce()
-        elif action == "read":
-            topology.read(partition, count)
-        elif action == "deliver":
-            topology.deliver(partition, count)
-        elif action == "announce":
-            topology.announce()
-        elif action == "tick":
-            topology.announce(restate=True)
-            topology.tick()
-    if not produced:
-        topology.catch_up()
-    topology.produce(lines[produced:], lambda i, raw: partition_of(produced + i, raw))
-    topology.settle()
+    """Any schedule of reads, deliveries, announcements and ticks (``_play``) gives detect's moments."""
+    topology, lines, settings = _play(seed, partitioner, lateness_s, backlog, actions)
     got = sorted(m.to_json() for m in topology.moments)
     assert got == sorted(m.to_json() for m in detect(lines, settings))
     assert all(engine.stats["late"] == 0 for engine in topology.engines.values())
+
+
+def _each_once(moments: list[Moment]) -> list[bytes]:
+    """The moments, each once; a repeat must be the very record of its first emission."""
+    first: dict[str, bytes] = {}
+    for moment in moments:
+        record = moment.to_json()
+        assert first.setdefault(moment.moment_id, record) == record, "a repeat differs from the first"
+    return sorted(first.values())
+
+
+@hypothesis_settings(max_examples=80, deadline=None, suppress_health_check=[HealthCheck.too_slow])
+@given(
+    seed=st.integers(0, 400),
+    partitioner=st.sampled_from(["murmur2", "crc32", "sticky"]),
+    lateness_s=st.sampled_from([0, 120]),
+    backlog=st.booleans(),
+    actions=ACTIONS_WITH_CRASHES,
+)
+def test_workers_that_die_and_resume_from_their_last_commit_report_what_detect_reports(
+    seed: int, partitioner: str, lateness_s: int, backlog: bool, actions: list[tuple[str, int, int]]
+) -> None:
+    """As above, with commits whose offsets lag what was applied, and crashes: the next worker
+    resumes from the journeys, clocks and offsets of the last commit, reads again what came after,
+    and finds in the re-keyed topic what the dead one wrote after it (its news and ticks too).
+    Repeats aside, the moments are detect's."""
+    topology, lines, settings = _play(seed, partitioner, lateness_s, backlog, actions)
+    assert _each_once(topology.moments) == sorted(m.to_json() for m in detect(lines, settings))
 
 
 @pytest.mark.xfail(
@@ -457,3 +503,65 @@ def test_news_from_before_a_rebalance_waits_for_the_reader_that_took_its_partiti
     news = progress_body({source: ms(300)}, (), {settings.touchpoints_topic: 1})
     dispatch.journey_record(Inbound(news, 0, headers=header_map(control_headers(SOURCE_PROGRESS))))
     assert engines[0].clock.sources.get(source) is None
+
+
+def _resumed_topology() -> tuple[Topology, Settings, list[bytes]]:
+    """Two partitions, each read where its journeys live. Partition 0 is read an hour ahead;
+    partition 1 read to its end and said so, then a checkout lands there (older than partition
+    0's latest), and the worker commits before it reads it: (topology, settings, lines)."""
+    settings = Settings.model_validate({"allowed_lateness_s": 0, "idle_advance_s": 10**6})
+    topology = Topology(settings, 2)
+    customer, other = _keys_on_n(1, 2), _keys_on_n(0, 2)
+    ahead = [line("page_view", 0, key=other, url="/"), line("page_view", 3600, key=other, url="/")]
+    first = line("page_view", 0, key=customer, url="/")
+    checkout = [
+        line("checkout_started", 60, key=customer, cart_id="c"),
+        line("order_completed", 120, key=customer, order_id="o", cart_id="c"),
+    ]
+    topology.catch_up()
+    topology.produce(ahead, lambda i, raw: 0)
+    topology.produce([first], lambda i, raw: 1)
+    topology.read(0, 2)
+    topology.read(1, 1)
+    topology.announce(restate=True)
+    topology.tick()
+    topology.announce(restate=True)  # partition 1: read to its end, reported since the tick
+    topology.catch_up()
+    topology.produce(checkout, lambda i, raw: 1)
+    topology.commit()
+    return topology, settings, [ahead[0], first, *checkout, ahead[1]]
+
+
+def test_the_last_holders_news_past_its_commit_keeps_the_source_read_here_behind() -> None:
+    """The last holder read the checkout after its commit, told it (partition 1 read to its end
+    again), ticked twice and died. Its successor reads the re-keyed topic from the commit before it
+    has read the order again: that news, vouched down to what the successor has read, must not
+    let those ticks find partition 1 idle, or event time passes the order and the checkout is
+    reported abandoned, then recovered (found by the crash fault test)."""
+    topology, settings, lines = _resumed_topology()
+    topology.read(1, 2)
+    for _ in range(2):
+        topology.announce(restate=True)
+        topology.tick()
+    topology.crash()
+    topology.read(1, 1)  # the checkout again, not the order yet
+    topology.catch_up()
+    assert topology.engines[1].clock.watermark_ms == ms(60)
+    topology.settle()
+    assert topology.moments == [] == detect(lines, settings)
+
+
+def test_the_last_holders_ticks_past_its_commit_release_no_source_it_reported_before() -> None:
+    """The last holder read the checkout after its commit, ticked twice before it told anyone,
+    and died. What it reported before the commit is stored with the clock; its successor's
+    clock must not take it for reports since those ticks, or they find partition 1 idle and
+    event time passes the checkout the successor has still to read."""
+    topology, settings, lines = _resumed_topology()
+    topology.read(1, 2)
+    topology.tick()
+    topology.tick()
+    topology.crash()
+    topology.catch_up()
+    assert topology.engines[1].clock.watermark_ms == ms(0)
+    topology.settle()
+    assert topology.moments == [] == detect(lines, settings)

@@ -24,12 +24,19 @@ touchpoint is re-keyed, for the rest of the worker's life.
 
 Records of one source reach one journey partition by one path only (directly,
 or through the re-keyed topic) before progress that covers them, so such news
-never overtakes an event it covers.
+never overtakes an event it covers: a progress record is handed to the
+producer only once every record handed to it before the news was taken is on
+the broker (sent again, if it failed). A write can fail while later ones to
+the same partition succeed (a batch that waited for a leader through an
+outage, then those behind it refused as out of sequence), and a touchpoint
+sent again after news that covers it found its journey partition's event
+time past it. Touchpoints themselves carry no progress, for the same reason.
 """
 
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import logging
 import time
 from collections.abc import Awaitable, Callable
@@ -65,6 +72,8 @@ class InputTopic:
         self.first_offsets: dict[TP, int] = {}
         self.restate_every_s = mw.settings.tick_interval_s / 2
         self.restated_at = -float("inf")
+        # Set to announce now rather than at the end of the interval (``announce_soon``).
+        self.wake = asyncio.Event()
         # Held while a record read here is handed on (applied, or re-keyed to the producer): news
         # of a read must not reach a journey partition before the touchpoint it sends there.
         self.handing_on = asyncio.Lock()
@@ -133,6 +142,10 @@ class InputTopic:
         if tps:
             self.first_offsets.update(await consumer.earliest_offsets(*tps))
 
+    def announce_soon(self) -> None:
+        """Have the announcer announce now, without waiting for it (``register``)."""
+        self.wake.set()
+
     async def announce_progress(self) -> None:
         """Tell every journey partition what was read here since the last time, if anything;
         every partition read here, twice per tick interval.
@@ -144,7 +157,8 @@ class InputTopic:
         touchpoint would have met). What waits in each partition is noted
         at the same moment: noted before waiting for the record, it said a
         partition that had just received records had none, beside reads of
-        the others made after they arrived.
+        the others made after they arrived. Then it waits until every record
+        handed on so far is written (module docstring).
         """
         now = time.monotonic()
         restate = now - self.restated_at >= self.restate_every_s
@@ -157,14 +171,22 @@ class InputTopic:
         if body is None:
             return
         mw = self.mw
+        await mw.written()
         for partition in range(mw.settings.partitions):
             await mw.by_journey.send(
                 key=None, value=body, partition=partition, headers=control_headers(SOURCE_PROGRESS)
             )
 
 
-async def repeat(app: Sleeper, interval_s: float, action: Callable[[], Awaitable[None]], name: str) -> None:
-    """Run ``action`` every ``interval_s`` until the app stops; a failure is logged, not fatal.
+async def repeat(
+    app: Sleeper,
+    interval_s: float,
+    action: Callable[[], Awaitable[None]],
+    name: str,
+    wake: asyncio.Event | None = None,
+) -> None:
+    """Run ``action`` every ``interval_s`` until the app stops, or as soon as ``wake`` is set;
+    a failure is logged, not fatal.
 
     For actions more frequent than the journey agent's batches are long:
     Faust's ``app.timer`` logs a warning each time its action and the tasks
@@ -172,7 +194,13 @@ async def repeat(app: Sleeper, interval_s: float, action: Callable[[], Awaitable
     is several times a minute for a 20 ms interval, and says nothing wrong.
     """
     while not app.should_stop:
-        await app.sleep(interval_s)
+        if wake is None:
+            await app.sleep(interval_s)
+        elif not wake.is_set():
+            with contextlib.suppress(TimeoutError):
+                await asyncio.wait_for(wake.wait(), interval_s)
+        if wake is not None:
+            wake.clear()
         try:
             await action()
         except Exception:
@@ -195,7 +223,7 @@ def register(mw: AgentApp, *, partitions: int) -> InputTopic:
 
     @mw.app.task
     async def announce_progress() -> None:
-        await repeat(mw.app, interval_s, inputs.announce_progress, "announcing source progress")
+        await repeat(mw.app, interval_s, inputs.announce_progress, "announcing source progress", inputs.wake)
 
     @mw.app.on_partitions_revoked.connect
     async def _revoked(app: object, revoked: set[TP], **kwargs: Any) -> None:

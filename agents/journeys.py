@@ -252,20 +252,21 @@ class JourneysAgent:
     cache_limit: int = 0
     # Called once a batch is done (or stopped): its records' metrics are added at once.
     counted: Callable[[], None] = lambda: None
-    # After a batch that read input: what was read is announced to every journey partition.
-    announce: Callable[[], Awaitable[None]] | None = None
+    # After a batch that read input: what was read is to be announced to every journey partition.
+    announce: Callable[[], None] | None = None
     reads_input: Callable[[AgentEvent], bool] = lambda event: False
 
     async def take(self, batch: Sequence[AgentEvent]) -> None:
-        """Process a batch; if it read the input topic, announce what was read at once.
+        """Process a batch; if it read the input topic, have what was read announced at once.
 
         An event waits until every input partition has been read past its
         time; announced right after the batch that read it, rather than at
         the announcement timer's next turn, it is released that much sooner.
+        The announcer waits for the batch's writes, the agent does not.
         """
         await self.process(batch)
         if self.announce is not None and any(self.reads_input(event) for event in batch):
-            await self.announce()
+            self.announce()
 
     async def process(self, batch: Iterable[AgentEvent]) -> None:
         """Handle each record; write the changed journeys if more than ``cache_limit`` wait.
@@ -446,7 +447,7 @@ def register(mw: AgentApp, inputs: InputTopic) -> JourneysAgent:
         handle_safely,
         counted=lambda: metrics.add(tally),
         cache_limit=mw.settings.state_cache_journeys,
-        announce=inputs.announce_progress,
+        announce=inputs.announce_soon,
         reads_input=lambda event: event.message.topic == touchpoints_topic,
     )
     mw.guard_commits(shell.committing)

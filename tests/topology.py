@@ -37,6 +37,7 @@ from motwatch.core.records import (
 from motwatch.core.sources import SourceReads
 from motwatch.settings import Settings
 
+
 @dataclass(frozen=True)
 class Commit:
     """What a commit leaves for the next worker: each journey partition's journeys (packed) and

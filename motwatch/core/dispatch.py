@@ -18,8 +18,8 @@ Two kinds of record come in:
   concerns: its own, and for an ``identify`` the anonymous journey it joins
   too. A journey that lives on the partition the record was read from gets
   it at once (``direct``: the input topic is partitioned like the journey
-  topics); any other gets it through the re-keyed topic, with the source's
-  progress in its headers. Both journeys of an ``identify`` thus hear of it
+  topics); any other gets it through the re-keyed topic, ahead of the
+  progress records that cover it. Both journeys of an ``identify`` thus hear of it
   from its source, never one through the other, so event time covers it on
   both sides, whichever partition each lives on;
 * a *record of the re-keyed topic* (:meth:`JourneyDispatch.journey_record`):
@@ -199,7 +199,7 @@ class JourneyDispatch:
             engine.clock.read_here(source, read)
             self._follow(engine.process(event, key=key), record.value, outcome)
         else:
-            headers = touchpoint_headers(source, read)
+            headers = touchpoint_headers(source)
             outcome.sends.append(Outbound(key.encode(), record.value, headers, event.occurred_ms))
 
     def _source(self, topic: str, partition: int) -> str:
@@ -274,7 +274,7 @@ class JourneyDispatch:
             if rejection is not None:
                 return self._reject(record, rejection)
         engine = self.engine_for(record.partition)
-        if source is not None:
+        if source is not None and PROGRESS in headers:  # written by an earlier motwatch
             engine.clock.source_progress(source, int(headers[PROGRESS]))
         key = record.key.decode() if record.key else result.journey_key
         outcome = Outcome(event=result)

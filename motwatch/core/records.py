@@ -1,7 +1,10 @@
 """The records of the re-keyed topic besides touchpoints: their headers and their bodies.
 
-A touchpoint travels as its producer's bytes, untouched, with headers saying
-which source partition it came from and how far that source had read. A
+A touchpoint travels as its producer's bytes, untouched, with a header saying
+which source partition it came from. How far that source has read travels
+only in the progress records, each sent once every record sent before it is
+written (``agents/input_topic.py``); an earlier motwatch also wrote it on
+every touchpoint (``mw-progress``), which is still read. A
 touchpoint one journey hands to another (an anonymous-only event sent on to
 the customer's journey it was joined to) carries the ``mw-forwarded`` header,
 so readers of the topic can tell it from the producer's original. Every other
@@ -35,8 +38,9 @@ def header_map(headers: Iterable[tuple[str, bytes]] | Mapping[str, bytes] | None
     return {k: v.decode("utf-8", "replace") if isinstance(v, bytes) else str(v) for k, v in items}
 
 
-def touchpoint_headers(source: str, progress_ms: int) -> list[tuple[str, bytes]]:
-    return [(SOURCE, source.encode()), (PROGRESS, str(progress_ms).encode())]
+def touchpoint_headers(source: str) -> list[tuple[str, bytes]]:
+    """A re-keyed touchpoint's headers: the source partition it was read from."""
+    return [(SOURCE, source.encode())]
 
 
 def forwarded_headers() -> list[tuple[str, bytes]]:

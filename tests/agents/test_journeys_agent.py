@@ -695,8 +695,8 @@ async def test_open_timeouts_are_counted_without_unpacking_every_journey() -> No
 
 async def test_a_batch_that_read_input_announces_it_at_once() -> None:
     """What a batch read from the input topic reaches every journey partition right after the
-    batch, not at the announcement timer's next turn; a batch of the re-keyed topic alone, or
-    one that read nothing new, sends nothing."""
+    batch, not at the announcer's next turn (an hour away here), and without the agent waiting
+    for it; a batch of the re-keyed topic alone, or one that read nothing new, sends nothing."""
     producer = Producer()
     mw = Shell(Settings(partitions=2, allowed_lateness_s=0, idle_advance_s=0), producer)
     topic = mw.settings.touchpoints_topic
@@ -717,13 +717,24 @@ async def test_a_batch_that_read_input_announces_it_at_once() -> None:
         producer.headers.clear()
         return out
 
+    announcer = asyncio.ensure_future(
+        input_topic.repeat(mw.app, 3600, inputs.announce_progress, "announcing", inputs.wake)
+    )
     await agent.take(records)
+    assert inputs.wake.is_set() and announced() == [], "the agent does not wait for the news"
+    await until(lambda: not inputs.wake.is_set())
+    await until(lambda: len(producer.headers) > 0 and producer.headers[-1] == progress)
     assert sorted(announced()) == [0, 1]
     await agent.take(records[-1:])  # read again: no news
+    await until(lambda: not inputs.wake.is_set())
+    await run_steps(100)
     assert announced() == []
     tick = _record(10**6, encode_body({"wall_ms": 1_000}), None, control_headers(TICK))
     await agent.take([tick])
-    assert announced() == []
+    assert not inputs.wake.is_set()
+    mw.app.should_stop = True
+    inputs.wake.set()
+    await announcer
 
 
 async def test_news_of_a_read_never_goes_out_ahead_of_the_touchpoint_it_sends_on() -> None:
@@ -756,6 +767,36 @@ async def test_news_of_a_read_never_goes_out_ahead_of_the_touchpoint_it_sends_on
     news = [i for i, (_, partition, headers) in enumerate(sent) if headers == progress and partition == home]
     assert news, "the read is announced once the touchpoint is out"
     assert touchpoint < news[0]
+
+
+async def test_news_of_a_read_waits_until_the_touchpoint_it_sent_on_is_written() -> None:
+    """The re-keyed touchpoint's write fails (a batch that waited through an outage for a leader
+    that never came back in time); the news of its read goes out only once it is written again,
+    so it reaches the touchpoint's journey partition after it (out first, its event time passed
+    the touchpoint: the chat's reply found the chat reported unanswered, then recovered)."""
+    producer = Producer()
+    mw = Shell(Settings(partitions=2, allowed_lateness_s=0, idle_advance_s=0), producer)
+    topic, by_journey = mw.settings.touchpoints_topic, mw.settings.by_journey_topic
+    mw.app.consumer = Consumer({(topic, p): 10**6 for p in range(3)})
+    inputs = input_topic.InputTopic(mw, partitions=3)  # not partitioned like the journeys: re-keyed
+    inputs.restate_every_s = float("inf")
+    agent = journeys.register(mw, inputs)
+    line = simulate(SimulationConfig(journeys=1, seed=4)).lines[0]
+    producer.fail[by_journey] = 1
+    await agent.process([_record(0, line, None, [], topic=topic)])
+    await until(mw.writes_failing)  # the failure is known once its callback ran
+    await inputs.announce_progress()
+    sent = [
+        (key, partition, headers)
+        for (t, key, _, partition), headers in zip(producer.sent, producer.headers, strict=True)
+        if t == by_journey
+    ]
+    touchpoint = next(i for i, (key, _, _) in enumerate(sent) if key is not None)
+    home = partition_for_key(sent[touchpoint][0].decode(), 2)
+    progress = control_headers(SOURCE_PROGRESS)
+    news = [i for i, (_, partition, headers) in enumerate(sent) if headers == progress and partition == home]
+    assert news and touchpoint < news[0]
+    assert not mw.writes_failing()
 
 
 async def test_what_waits_in_each_partition_is_noted_when_the_news_is_taken() -> None:

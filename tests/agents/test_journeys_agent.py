@@ -741,32 +741,45 @@ async def test_news_of_a_read_never_goes_out_ahead_of_the_touchpoint_it_sends_on
     """The announcement timer may turn while a touchpoint waits for room in the producer: the
     news of its read waits for it, and reaches the touchpoint's journey partition after it (out
     first, it moved event time past the touchpoint before the touchpoint was applied there)."""
-    producer = Producer()
-    mw = Shell(Settings(partitions=2, allowed_lateness_s=0, idle_advance_s=0), producer)
-    topic, by_journey = mw.settings.touchpoints_topic, mw.settings.by_journey_topic
-    mw.app.consumer = Consumer({(topic, p): 10**6 for p in range(3)})
-    inputs = input_topic.InputTopic(mw, partitions=3)  # not partitioned like the journeys: re-keyed
-    inputs.restate_every_s = float("inf")
-    agent = journeys.register(mw, inputs)
-    line = simulate(SimulationConfig(journeys=1, seed=4)).lines[0]
-    producer.room[by_journey] = room = asyncio.Event()
-    processing = asyncio.ensure_future(agent.process([_record(0, line, None, [], topic=topic)]))
+    producer, mw, inputs, agent, record = _rekeying()
+    producer.room[mw.settings.by_journey_topic] = room = asyncio.Event()
+    processing = asyncio.ensure_future(agent.process([record]))
     await until(lambda: producer.waiting == 1)
     announcing = asyncio.ensure_future(inputs.announce_progress())
     await run_steps(100)  # the timer's turn, as long as it likes
     room.set()
     await asyncio.gather(processing, announcing)
+    touchpoint, news = _touchpoint_and_news(producer, mw)
+    assert news, "the read is announced once the touchpoint is out"
+    assert touchpoint < news[0]
+
+
+def _rekeying() -> tuple[Producer, Shell, input_topic.InputTopic, journeys.JourneysAgent, Event]:
+    """An agent reading an input topic not partitioned like its journeys (every touchpoint is
+    re-keyed), and one touchpoint of that topic: (producer, app, input topic, agent, record)."""
+    producer = Producer()
+    mw = Shell(Settings(partitions=2, allowed_lateness_s=0, idle_advance_s=0), producer)
+    topic = mw.settings.touchpoints_topic
+    mw.app.consumer = Consumer({(topic, p): 10**6 for p in range(3)})
+    inputs = input_topic.InputTopic(mw, partitions=3)
+    inputs.restate_every_s = float("inf")
+    agent = journeys.register(mw, inputs)
+    line = simulate(SimulationConfig(journeys=1, seed=4)).lines[0]
+    return producer, mw, inputs, agent, _record(0, line, None, [], topic=topic)
+
+
+def _touchpoint_and_news(producer: Producer, mw: Shell) -> tuple[int, list[int]]:
+    """Where, among the re-keyed topic's records, the touchpoint went, and the progress records
+    sent to its journey partition."""
     sent = [
         (key, partition, headers)
         for (t, key, _, partition), headers in zip(producer.sent, producer.headers, strict=True)
-        if t == by_journey
+        if t == mw.settings.by_journey_topic
     ]
     touchpoint = next(i for i, (key, _, _) in enumerate(sent) if key is not None)
     home = partition_for_key(sent[touchpoint][0].decode(), 2)  # the producer's choice, by its key
     progress = control_headers(SOURCE_PROGRESS)
-    news = [i for i, (_, partition, headers) in enumerate(sent) if headers == progress and partition == home]
-    assert news, "the read is announced once the touchpoint is out"
-    assert touchpoint < news[0]
+    return touchpoint, [i for i, (_, at, headers) in enumerate(sent) if headers == progress and at == home]
 
 
 async def test_news_of_a_read_waits_until_the_touchpoint_it_sent_on_is_written() -> None:
@@ -774,27 +787,12 @@ async def test_news_of_a_read_waits_until_the_touchpoint_it_sent_on_is_written()
     that never came back in time); the news of its read goes out only once it is written again,
     so it reaches the touchpoint's journey partition after it (out first, its event time passed
     the touchpoint: the chat's reply found the chat reported unanswered, then recovered)."""
-    producer = Producer()
-    mw = Shell(Settings(partitions=2, allowed_lateness_s=0, idle_advance_s=0), producer)
-    topic, by_journey = mw.settings.touchpoints_topic, mw.settings.by_journey_topic
-    mw.app.consumer = Consumer({(topic, p): 10**6 for p in range(3)})
-    inputs = input_topic.InputTopic(mw, partitions=3)  # not partitioned like the journeys: re-keyed
-    inputs.restate_every_s = float("inf")
-    agent = journeys.register(mw, inputs)
-    line = simulate(SimulationConfig(journeys=1, seed=4)).lines[0]
-    producer.fail[by_journey] = 1
-    await agent.process([_record(0, line, None, [], topic=topic)])
+    producer, mw, inputs, agent, record = _rekeying()
+    producer.fail[mw.settings.by_journey_topic] = 1
+    await agent.process([record])
     await until(mw.writes_failing)  # the failure is known once its callback ran
     await inputs.announce_progress()
-    sent = [
-        (key, partition, headers)
-        for (t, key, _, partition), headers in zip(producer.sent, producer.headers, strict=True)
-        if t == by_journey
-    ]
-    touchpoint = next(i for i, (key, _, _) in enumerate(sent) if key is not None)
-    home = partition_for_key(sent[touchpoint][0].decode(), 2)
-    progress = control_headers(SOURCE_PROGRESS)
-    news = [i for i, (_, partition, headers) in enumerate(sent) if headers == progress and partition == home]
+    touchpoint, news = _touchpoint_and_news(producer, mw)
     assert news and touchpoint < news[0]
     assert not mw.writes_failing()
 

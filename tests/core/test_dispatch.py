@@ -13,6 +13,7 @@ moments are ``motwatch detect``'s.
 from __future__ import annotations
 
 import zlib
+from typing import Any
 
 import orjson
 import pytest
@@ -228,6 +229,24 @@ ACTIONS = _actions("produce", "read", "deliver", "announce", "tick")
 # A worker may also commit (offsets lagging what it applied by up to a few records per partition)
 # and die, its successor resuming from the last commit.
 ACTIONS_WITH_CRASHES = _actions("produce", "read", "deliver", "announce", "tick", "commit", "crash")
+# What the schedules found so far had in common.
+FOUND: dict[str, Any] = {"seed": 0, "lateness_s": 0, "backlog": False}
+TWO_TICKS = [("tick", 0, 1), ("tick", 0, 1)]
+
+
+def _reads(count: int) -> list[tuple[str, int, int]]:
+    """``count`` records read from each of the first three input partitions."""
+    return [("read", p, count) for p in range(3)]
+
+
+# The rest of a schedule: the simulation's seed, the producer's partitioner, the lateness, and
+# whether the input is there before the worker starts (a backlog).
+SCHEDULES: dict[str, st.SearchStrategy[Any]] = {
+    "seed": st.integers(0, 400),
+    "partitioner": st.sampled_from(["murmur2", "crc32", "sticky"]),
+    "lateness_s": st.sampled_from([0, 120]),
+    "backlog": st.booleans(),
+}
 
 
 def _play(
@@ -292,27 +311,9 @@ def _play(
 
 
 @hypothesis_settings(max_examples=60, deadline=None, suppress_health_check=[HealthCheck.too_slow])
-@example(
-    seed=0,
-    partitioner="murmur2",
-    lateness_s=0,
-    backlog=False,
-    actions=[("produce", 0, 5), *(("read", p, 1) for p in range(3)), ("tick", 0, 1), ("tick", 0, 1)],
-)
-@example(
-    seed=0,
-    partitioner="sticky",
-    lateness_s=0,
-    backlog=False,
-    actions=[("produce", 0, 22), *(("read", p, 7) for p in range(3)), ("tick", 0, 1), ("tick", 0, 1)],
-)
-@given(
-    seed=st.integers(0, 400),
-    partitioner=st.sampled_from(["murmur2", "crc32", "sticky"]),
-    lateness_s=st.sampled_from([0, 120]),
-    backlog=st.booleans(),
-    actions=ACTIONS,
-)
+@example(**FOUND, partitioner="murmur2", actions=[("produce", 0, 5), *_reads(1), *TWO_TICKS])
+@example(**FOUND, partitioner="sticky", actions=[("produce", 0, 22), *_reads(7), *TWO_TICKS])
+@given(**SCHEDULES, actions=ACTIONS)
 def test_in_any_order_the_partitions_report_what_detect_reports(
     seed: int, partitioner: str, lateness_s: int, backlog: bool, actions: list[tuple[str, int, int]]
 ) -> None:
@@ -333,13 +334,7 @@ def _each_once(moments: list[Moment]) -> list[bytes]:
 
 
 @hypothesis_settings(max_examples=80, deadline=None, suppress_health_check=[HealthCheck.too_slow])
-@given(
-    seed=st.integers(0, 400),
-    partitioner=st.sampled_from(["murmur2", "crc32", "sticky"]),
-    lateness_s=st.sampled_from([0, 120]),
-    backlog=st.booleans(),
-    actions=ACTIONS_WITH_CRASHES,
-)
+@given(**SCHEDULES, actions=ACTIONS_WITH_CRASHES)
 def test_workers_that_die_and_resume_from_their_last_commit_report_what_detect_reports(
     seed: int, partitioner: str, lateness_s: int, backlog: bool, actions: list[tuple[str, int, int]]
 ) -> None:

@@ -126,7 +126,10 @@ class Deliveries:
         pause = FIRST_PAUSE_S
         waiting = list(self.unsettled)
         while waiting:
-            await asyncio.wait([u.written for u in waiting])
+            # Only the writes still unacknowledged are waited for (a done one would cost a callback).
+            pending = [u.written for u in waiting if not u.written.done()]
+            if pending:
+                await asyncio.wait(pending)
             retry = [u for u in waiting if _write_failed(u.written)]
             if retry:
                 failed = True

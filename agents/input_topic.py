@@ -25,8 +25,8 @@ touchpoint is re-keyed, for the rest of the worker's life.
 Records of one source reach one journey partition by one path only (directly,
 or through the re-keyed topic) before progress that covers them, so such news
 never overtakes an event it covers: a progress record is handed to the
-producer only once every record handed to it before the news was taken is on
-the broker (sent again, if it failed). A write can fail while later ones to
+producer only once every record sent to the re-keyed topic before the news
+was taken is on the broker (sent again, if it failed). A write can fail while later ones to
 the same partition succeed (a batch that waited for a leader through an
 outage, then those behind it refused as out of sequence), and a touchpoint
 sent again after news that covers it found its journey partition's event
@@ -158,7 +158,7 @@ class InputTopic:
         at the same moment: noted before waiting for the record, it said a
         partition that had just received records had none, beside reads of
         the others made after they arrived. Then it waits until every record
-        handed on so far is written (module docstring).
+        sent to the re-keyed topic so far is written (module docstring).
         """
         now = time.monotonic()
         restate = now - self.restated_at >= self.restate_every_s
@@ -171,7 +171,7 @@ class InputTopic:
         if body is None:
             return
         mw = self.mw
-        await mw.written()
+        await mw.written(mw.settings.by_journey_topic)
         for partition in range(mw.settings.partitions):
             await mw.by_journey.send(
                 key=None, value=body, partition=partition, headers=control_headers(SOURCE_PROGRESS)

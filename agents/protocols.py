@@ -191,8 +191,9 @@ class AgentApp(Protocol):
         headers: list[tuple[str, bytes]] | None = None,
     ) -> None: ...
 
-    async def written(self) -> None:
-        """Return once every record sent so far is on the broker (failed ones are sent again)."""
+    async def written(self, topic: str | None = None) -> None:
+        """Return once every record sent so far (to ``topic``, if given) is on the broker (failed
+        ones are sent again)."""
         ...
 
     def writes_failing(self) -> bool:

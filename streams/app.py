@@ -189,9 +189,10 @@ class Motwatch:
 
         await self.deliveries.send(self.stream_of(topic), attempt)
 
-    async def written(self) -> None:
-        """Return once every record sent so far is on the broker, sending failed ones again."""
-        await self.deliveries.settle()
+    async def written(self, topic: str | None = None) -> None:
+        """Return once every record sent so far (to ``topic``, if given) is on the broker, sending
+        failed ones again."""
+        await self.deliveries.settle(None if topic is None else self.stream_of(topic))
 
     def writes_failing(self) -> bool:
         """Whether a write failed and waits to be sent again (``Deliveries.failing``)."""

@@ -114,9 +114,9 @@ class Deliveries:
         self.on_failure(stream, exc)
         log.warning("could not write to %s (%s: %s); trying again", stream, type(exc).__name__, exc)
 
-    async def settle(self) -> None:
-        """Return once the broker has acknowledged every record sent before the call, sending
-        failed ones again.
+    async def settle(self, stream: str | None = None) -> None:
+        """Return once the broker has acknowledged every record sent before the call (``stream``:
+        every record of that stream), sending failed ones again.
 
         Records keep their order within a stream as far as their writes
         succeed; a record sent again goes after those written meanwhile.
@@ -124,7 +124,7 @@ class Deliveries:
         started = time.monotonic()
         failed = False
         pause = FIRST_PAUSE_S
-        waiting = list(self.unsettled)
+        waiting = [u for u in self.unsettled if stream is None or u.stream == stream]
         while waiting:
             # Only the writes still unacknowledged are waited for (a done one would cost a callback).
             pending = [u.written for u in waiting if not u.written.done()]

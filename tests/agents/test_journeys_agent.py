@@ -280,11 +280,11 @@ class Shell:
             await self.send(topic, key, value, partition=partition)
         on_written(len(self.producer.sent) - 1)
 
-    async def written(self) -> None:
-        """As the app's: every record sent so far acknowledged (sent again if it failed); then,
-        if there were any, the producer marks the point."""
+    async def written(self, topic: str | None = None) -> None:
+        """As the app's: every record sent so far (to ``topic``) acknowledged (sent again if it
+        failed); then, if there were any, the producer marks the point."""
         if self.deliveries:
-            await self.deliveries.settle()
+            await self.deliveries.settle(topic)
             await self.producer.flush()
 
 

@@ -47,6 +47,27 @@ async def test_a_settle_waits_for_what_was_sent_before_it_only() -> None:
     assert len(deliveries) == 1  # m2 still waits for whoever settles next
 
 
+async def test_a_settle_of_one_stream_waits_for_that_stream_only_and_sends_its_failures_again() -> None:
+    """The announcement waits for the re-keyed topic's writes, not for the moments or state sent
+    beside them; a failed write of its stream is sent again, one of another stream is left."""
+    broker = Broker()
+    deliveries = Deliveries(lambda stream, exc: None, sleep=_no_pause)
+    await deliveries.send("moments", broker.attempt("m1"))
+    await deliveries.send("by_journey", broker.attempt("t1"))
+    await deliveries.send("moments", broker.attempt("m2"))
+    settle = asyncio.ensure_future(deliveries.settle("by_journey"))
+    broker.fail(0)
+    broker.fail(1)
+    await until(lambda: len(broker.writes) == 4)
+    assert broker.writes[3][0] == "t1"  # sent again; m1 is not
+    assert not settle.done()
+    broker.ack(3)
+    await until(settle.done)
+    assert [name for name, _ in broker.writes] == ["m1", "t1", "m2", "t1"]
+    assert deliveries.failing  # m1's failure waits for a settle of every stream
+    await until(lambda: len(deliveries) == 2)  # m1 (failed) and m2 (unacknowledged) remain
+
+
 async def test_a_write_that_failed_is_sent_again_once_whoever_settles() -> None:
     broker = Broker()
     failures: list[str] = []

@@ -26,11 +26,12 @@ Records of one source reach one journey partition by one path only (directly,
 or through the re-keyed topic) before progress that covers them, so such news
 never overtakes an event it covers: a progress record is handed to the
 producer only once every record sent to the re-keyed topic before the news
-was taken is on the broker (sent again, if it failed). A write can fail while later ones to
-the same partition succeed (a batch that waited for a leader through an
-outage, then those behind it refused as out of sequence), and a touchpoint
-sent again after news that covers it found its journey partition's event
-time past it. Touchpoints themselves carry no progress, for the same reason.
+was taken is on the broker (sent again, if it failed). A write can fail
+while later ones to the same partition succeed (a batch that waited for a
+leader through an outage, then those behind it refused as out of
+sequence), and a touchpoint sent again after news that covers it found its
+journey partition's event time past it. Touchpoints themselves carry no
+progress, for the same reason.
 """
 
 from __future__ import annotations

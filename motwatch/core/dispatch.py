@@ -19,9 +19,9 @@ Two kinds of record come in:
   too. A journey that lives on the partition the record was read from gets
   it at once (``direct``: the input topic is partitioned like the journey
   topics); any other gets it through the re-keyed topic, ahead of the
-  progress records that cover it. Both journeys of an ``identify`` thus hear of it
-  from its source, never one through the other, so event time covers it on
-  both sides, whichever partition each lives on;
+  progress records that cover it. Both journeys of an ``identify`` thus
+  hear of it from its source, never one through the other, so event time
+  covers it on both sides, whichever partition each lives on;
 * a *record of the re-keyed topic* (:meth:`JourneyDispatch.journey_record`):
   a touchpoint re-keyed or forwarded to its journey, or a record the worker
   wrote itself (the sources' progress, a tick, a merge of two journeys).

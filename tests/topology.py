@@ -1,7 +1,7 @@
 """The worker's topology in memory, for tests of the core: records move only when a test says so.
 
 Journey partitions, each a ``JourneyEngine`` behind one ``JourneyDispatch``;
-the input topic's partitions and the re-keyed topic as queues. A test
+the input topic's partitions and the re-keyed topic as logs. A test
 produces lines to input partitions, then reads, delivers, announces progress
 and ticks in any order it likes (a schedule hypothesis draws, say), and
 compares the moments with ``motwatch detect`` on the same lines. A test may

@@ -62,13 +62,7 @@ class Topology:
         self.reads.set_inputs({self.input: self.input_partitions})
         self.engines: dict[int, JourneyEngine] = {}
         for p in range(partitions):
-            clock = PartitionClock(
-                lateness_ms=round(settings.allowed_lateness_s * 1000),
-                self_timed=False,
-                idle_advance_ms=round(settings.idle_advance_s * 1000),
-            )
-            clock.learn_inputs(input_sources(self.reads.inputs))
-            self.engines[p] = JourneyEngine(settings, clock=clock)
+            self.engines[p] = JourneyEngine(settings, clock=self._fresh_clock())
         self.dispatch = JourneyDispatch(
             settings,
             self.engines.__getitem__,
@@ -84,6 +78,16 @@ class Topology:
         self.moments: list[Moment] = []
         self.wall_ms = 0
         self.committed = Commit({}, {}, dict(self.offsets), dict(self.delivered))
+
+    def _fresh_clock(self) -> PartitionClock:
+        """A journey partition's clock where none was stored, as the worker makes it."""
+        clock = PartitionClock(
+            lateness_ms=round(self.settings.allowed_lateness_s * 1000),
+            self_timed=False,
+            idle_advance_ms=round(self.settings.idle_advance_s * 1000),
+        )
+        clock.learn_inputs(input_sources(self.reads.inputs))
+        return clock
 
     def unread(self, partition: int) -> int:
         """Records of an input partition the worker has not read yet."""
@@ -138,16 +142,12 @@ class Topology:
         whatever the dead one wrote to the re-keyed topic after them), a reader that has read
         nothing yet."""
         committed = self.committed
-        for p, engine in self.engines.items():
-            clock = engine.clock
+        for p in self.engines:
             if p in committed.clocks:
                 clock = PartitionClock.from_json(committed.clocks[p])
                 clock.taken_over()  # as the worker resumes a stored clock
             else:
-                clock = PartitionClock(
-                    lateness_ms=clock.lateness_ms, self_timed=False, idle_advance_ms=clock.idle_advance_ms
-                )
-                clock.learn_inputs(input_sources(self.reads.inputs))
+                clock = self._fresh_clock()
             store = {k: JourneyState.unpack(raw) for k, raw in committed.journeys.get(p, {}).items()}
             self.engines[p] = JourneyEngine(self.settings, store=store, clock=clock)
             self.engines[p].restore()

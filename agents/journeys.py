@@ -10,8 +10,10 @@ timer index is rebuilt from the table when a partition is (re)assigned.
 Records are taken in batches; each changed journey, and the clock of each
 partition that had records, is written once per offset commit (the
 consumer's commit guard, ``streams/consumer.py``), right before the offsets
-it covers are committed, however many batches changed it; or sooner, when
-more than ``state_cache_journeys`` wait, and before partitions are given up.
+it covers are committed, however many batches changed it; past
+``state_cache_journeys`` changed journeys a batch packs them to wait unsent,
+and past ``state_cache_mib`` of those it writes them at once; and before
+partitions are given up.
 A leader timer ticks every partition so quiet ones still move on.
 """
 
@@ -150,8 +152,12 @@ class PartitionEngines:
         )
 
     def waiting(self) -> int:
-        """Changed journeys not yet written."""
+        """Changed journeys held as objects, not yet packed or written."""
         return sum(len(store.pending) for store in self.stores.values())
+
+    def spill(self) -> int:
+        """Pack the changed journeys to wait unsent for the next write; the bytes that wait so."""
+        return sum(store.spill() for store in self.stores.values())
 
     def stage(self) -> None:
         """Take every changed journey, and the clock of each partition that had records, as
@@ -248,8 +254,10 @@ class JourneysAgent:
     busy: asyncio.Lock = field(default_factory=asyncio.Lock)
     # From giving partitions up until new ones are assigned: records still buffered are not applied.
     between_assignments: bool = False
-    # Changed journeys that may wait for the next commit; past it, a batch writes them.
+    # Changed journeys that may wait for the next commit as objects; past it, a batch packs them.
     cache_limit: int = 0
+    # Bytes of packed journeys that may wait for the next commit; past it (or if 0), a batch writes them.
+    spill_limit: int = 0
     # Called once a batch is done (or stopped): its records' metrics are added at once.
     counted: Callable[[], None] = lambda: None
     # After a batch that read input: what was read is to be announced to every journey partition.
@@ -269,9 +277,10 @@ class JourneysAgent:
             self.announce()
 
     async def process(self, batch: Iterable[AgentEvent]) -> None:
-        """Handle each record; write the changed journeys if more than ``cache_limit`` wait.
+        """Handle each record; pack the changed journeys if more than ``cache_limit`` wait, and
+        write them if that makes more than ``spill_limit`` bytes wait.
 
-        The others are written at the next offset commit (:meth:`committing`).
+        Otherwise they are written at the next offset commit (:meth:`committing`).
         Faust acks a batch when the next one is asked for, or when the agent
         stops mid-batch (it acks the whole batch then): stopped mid-batch, the
         batch's journeys are written at once.
@@ -294,7 +303,9 @@ class JourneysAgent:
             finally:
                 self.counted()
             if self.engines.waiting() > self.cache_limit:
-                await self.engines.flush()
+                unsent = self.engines.spill()
+                if unsent > self.spill_limit or not self.spill_limit:
+                    await self.engines.flush()
 
     @asynccontextmanager
     async def committing(self) -> AsyncIterator[Callable[[], Awaitable[None]]]:
@@ -447,6 +458,7 @@ def register(mw: AgentApp, inputs: InputTopic) -> JourneysAgent:
         handle_safely,
         counted=lambda: metrics.add(tally),
         cache_limit=mw.settings.state_cache_journeys,
+        spill_limit=round(mw.settings.state_cache_mib * 2**20),
         announce=inputs.announce_soon,
         reads_input=lambda event: event.message.topic == touchpoints_topic,
     )

@@ -356,9 +356,17 @@ class Settings(_Strict):
     # to the input topic.
     metadata_refresh_s: float = Field(default=30, gt=0)
     shutdown_grace_s: float = Field(default=20, gt=0)
-    # Journeys changed since the last offset commit are written at the commit, each once; past
-    # this many waiting, the batch that passed it writes them at once (0: every batch writes).
+    # How often the worker commits its input offsets: every commit_interval_s, and once
+    # commit_every_events records were applied since the last. The journeys changed in between
+    # are written once each, right before the commit; a worker that dies unannounced reads
+    # again what it applied since its last commit. (Kafka Streams commits every 30 s.)
+    commit_interval_s: float = Field(default=30, gt=0)
+    commit_every_events: int = Field(default=100_000, ge=1)
+    # Journeys changed since the last commit wait for it as objects up to state_cache_journeys;
+    # past that, the batch packs them into their changelog bytes, kept unsent up to
+    # state_cache_mib; past that, the batch writes them all at once (0 and 0: every batch writes).
     state_cache_journeys: int = Field(default=5000, ge=0)
+    state_cache_mib: float = Field(default=64, ge=0)
     # This worker's stable name in its consumer group (static membership): restarted under
     # the same name, it takes its partitions back at once instead of after session_timeout_s.
     # Empty: a name made once and kept in the data dir (<data_dir>/<app>/instance-id).

@@ -322,6 +322,8 @@ def create_app(
         topic_replication_factor=settings.replication_factor,
         topic_allow_declare=settings.auto_create_topics,
         consumer_auto_offset_reset="earliest",
+        broker_commit_interval=settings.commit_interval_s,
+        broker_commit_every=settings.commit_every_events,
         broker_session_timeout=settings.session_timeout_s,
         consumer_group_instance_id=instance_id,
         broker_heartbeat_interval=min(3.0, settings.session_timeout_s / 3),

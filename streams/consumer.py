@@ -17,7 +17,10 @@ journey agent takes the journeys it changed since the last commit; then,
 with the agent applying batches again, those journeys are written, and only
 then the offsets they cover are committed. No offset is committed before the
 state it covers is written, state is written once per commit, not once per
-batch, and the agent does not wait for the broker while it is.
+batch, and the agent does not wait for the broker while it is. The commit
+that a count of acknowledged records calls for (``broker_commit_every``)
+runs beside the fetch loop, as the timer's does, not inside it: Faust's
+loop delivered nothing until its count's commit was done.
 
 When a worker's partitions are assigned, Faust's recovery resumes them and
 seeks them to their committed offsets while its fetcher runs, then clears
@@ -48,12 +51,14 @@ from mode.services import WaitResults
 
 from motwatch.streams.committed import committed_offsets
 from motwatch.streams.faust_internals import (
+    acknowledged_since_commit,
     aiokafka_consumer,
     commit_offsets,
     committable_offsets,
     consumer_thread,
     group_coordinator,
     has_position,
+    take_over_commit_count,
 )
 
 log = logging.getLogger("motwatch.consumer")
@@ -78,6 +83,19 @@ class PromptConsumer(Consumer):
     The methods it overrides are hooks of Faust's fetch loop and recovery, listed in
     ``streams/faust_internals.py`` (``OVERRIDDEN``) with the signatures they must keep."""
 
+    def __post_init__(self) -> None:
+        """Faust's commit every ``broker_commit_every`` acknowledged records, in a task of its own.
+
+        Faust's fetch loop commits on that count itself and delivers nothing
+        until the commit is done, which writes the state it covers and waits
+        for the broker: the agent ran dry meanwhile. Here the acknowledgement
+        that reaches the count starts the commit beside the fetch loop (one
+        at a time; the timer's commit, ``broker_commit_interval``, is Faust's).
+        """
+        super().__post_init__()
+        self.commit_every = take_over_commit_count(self)
+        self.counted_commit: asyncio.Future[Any] | None = None
+
     def verify_event_path(self, now: float, tp: TP) -> None:
         """Faust's check that a partition's records flow, for partitions that have a position.
 
@@ -101,12 +119,23 @@ class PromptConsumer(Consumer):
         next commit run ahead of the records, read again from there, being
         applied: a worker dying then would lose them. Such a record is marked
         done, and will be acknowledged when it is read again in this generation.
+        The record that brings the count to ``broker_commit_every`` starts a
+        commit, unless the one it last started still runs (:meth:`__post_init__`).
         """
         generation = message.generation_id
         if generation is not None and generation != self.app.consumer_generation_id:
             message.acked = True
             return False
-        return super().ack(message)
+        counted = super().ack(message)
+        if counted and self.commit_every and acknowledged_since_commit(self) >= self.commit_every:
+            self._commit_beside()
+        return counted
+
+    def _commit_beside(self) -> None:
+        """Start a commit in a task of its own, unless the last one started so still runs."""
+        if self.counted_commit is None or self.counted_commit.done():
+            acknowledged_since_commit(self, reset=True)
+            self.counted_commit = self.add_future(self.commit())
 
     async def force_commit(self, topics: Any = None, start_new_transaction: bool = True) -> bool:
         """Faust's commit, in two steps around the app's commit guard (:func:`guard_commits`).

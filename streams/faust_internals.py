@@ -124,6 +124,26 @@ def committed_offsets(consumer: object) -> Mapping[TP, int | None]:
     return cast(aiokafka_driver.Consumer, consumer)._committed_offset
 
 
+def take_over_commit_count(consumer: object) -> int | None:
+    """Turn off the commit Faust's fetch loop runs itself every ``broker_commit_every``
+    acknowledged records (``Consumer._commit_every``; the loop awaits that commit, so no record
+    is delivered until it is done); the count it used, for the consumer to act on instead."""
+    faust_consumer = cast(aiokafka_driver.Consumer, consumer)
+    every = faust_consumer._commit_every
+    faust_consumer._commit_every = None
+    return every
+
+
+def acknowledged_since_commit(consumer: object, reset: bool = False) -> int:
+    """Records acknowledged since Faust last counted from zero (``Consumer._n_acked``, which its
+    ``ack`` raises by one per record counted); ``reset``: count from zero again."""
+    faust_consumer = cast(aiokafka_driver.Consumer, consumer)
+    count = faust_consumer._n_acked
+    if reset:
+        faust_consumer._n_acked = 0
+    return count
+
+
 def committable_offsets(consumer: object, topics: Any = None) -> dict[TP, int]:
     """The offsets Faust's ``force_commit`` would commit now, taken from what was acknowledged
     (``Consumer._filter_tps_with_pending_acks`` and ``_filter_committable_offsets``, which
@@ -235,6 +255,8 @@ OVERRIDDEN: tuple[Override, ...] = (
     ),
     # Acknowledgements of records fetched in an earlier generation of the group.
     Override(aiokafka_driver.Consumer, "ack", False, ("message",), _PROMPT_CONSUMER),
+    # Faust's count of acknowledged records taken over (its fetch loop would await the commit).
+    Override(aiokafka_driver.Consumer, "__post_init__", False, (), _PROMPT_CONSUMER),
     # A static member's assignment, taken back under another web address.
     Override(PartitionAssignor, "on_assignment", False, ("assignment",), _REJOINING_ASSIGNOR),
 )

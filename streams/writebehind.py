@@ -6,7 +6,9 @@ view keeps the changes of a batch pending (reads see them) and writes each
 changed key to the table's store and changelog once, when it is flushed,
 which the agent does before the offsets it covers can be committed: in two
 steps when the agent should not wait, ``stage`` (into the store, as records)
-and ``write`` (the records to the changelog).
+and ``write`` (the records to the changelog). Between flushes, ``spill``
+packs the pending values as the store keeps them, still unsent: the
+changes of many batches wait for one flush without being held as objects.
 
 :class:`PackedWriteBehind` goes further for journey states: between batches
 the store keeps each state as its changelog bytes (a sixth of the memory of
@@ -102,6 +104,10 @@ class WriteBehind(MutableMapping[str, Any]):
         self.send_batch = send_batch
         self.data = table.data
         self.pending: dict[str, Any] = {}
+        # Values packed as the store keeps them (spill) and not yet staged for the changelog:
+        # the store itself gets them only when they are (a store on disk never runs ahead of it).
+        self.unsent: dict[str, Any] = {}
+        self.unsent_bytes = 0
 
     def __getitem__(self, key: str) -> Any:
         value = self.get(key, _DELETED)
@@ -116,7 +122,8 @@ class WriteBehind(MutableMapping[str, Any]):
         return default if value is _DELETED else value
 
     def _stored(self, key: str, default: Any) -> Any:
-        return self.data.get(key, default)
+        value = self.unsent.get(key, _DELETED)
+        return self.data.get(key, default) if value is _DELETED else value
 
     def _packed(self, key: str, value: Any) -> Any:
         """What the store keeps for ``value``."""
@@ -133,12 +140,15 @@ class WriteBehind(MutableMapping[str, Any]):
     def __contains__(self, key: object) -> bool:
         value = self.pending.get(key, None)  # type: ignore[call-overload]
         if value is None:
-            return key in self.data
+            return key in self.unsent or key in self.data
         return value is not _DELETED
 
     def __iter__(self) -> Iterator[str]:
-        pending = self.pending
+        pending, unsent = self.pending, self.unsent
         for key in list(self.data.keys()):
+            if key not in pending and key not in unsent:
+                yield key
+        for key in list(unsent):
             if key not in pending:
                 yield key
         for key, value in list(pending.items()):
@@ -148,16 +158,40 @@ class WriteBehind(MutableMapping[str, Any]):
     def __len__(self) -> int:
         return sum(1 for _ in self)
 
+    def spill(self) -> int:
+        """Pack every pending value as the store keeps it, to wait unsent for :meth:`stage` (a
+        deletion stays pending); the bytes of what waits unsent now.
+
+        What a batch changed is then held packed rather than as objects, and
+        still written once, at the next stage, however often it changes.
+        """
+        unsent, deleted = self.unsent, {}
+        size = self.unsent_bytes
+        for key, value in self.pending.items():
+            if value is _DELETED:
+                deleted[key] = value
+                continue
+            size -= _size(unsent.get(key))
+            packed = unsent[key] = self._packed(key, value)
+            size += _size(packed)
+        self.pending, self.unsent_bytes = deleted, size
+        return size
+
     def stage(self) -> Staged | None:
-        """Move every pending key into the store and return its changelog records, which
-        :meth:`write` sends; None if nothing is pending. Reads see the staged values at once."""
-        if not self.pending:
+        """Move every pending and unsent key into the store and return its changelog records,
+        which :meth:`write` sends; None if none waits. Reads see the staged values at once."""
+        if not self.pending and not self.unsent:
             return None
         pending, self.pending = self.pending, {}
+        unsent, self.unsent, self.unsent_bytes = self.unsent, {}, 0
         table = self.table
         topic = table.changelog_topic.get_topic_name()
         key_codec, value_codec = table.key_serializer, table.value_serializer
         records: list[tuple[bytes, bytes | None]] = []
+        for key, packed in unsent.items():
+            if key not in pending:
+                self.data[key] = packed
+                records.append((codecs.dumps(key_codec, key), codecs.dumps(value_codec, packed)))
         for key, value in pending.items():
             if value is _DELETED:
                 self.data.pop(key, None)
@@ -190,6 +224,11 @@ class WriteBehind(MutableMapping[str, Any]):
 
     def _forgotten(self, key: str) -> None:
         """``key`` was deleted from the store."""
+
+
+def _size(packed: Any) -> int:
+    """Bytes a packed value holds (0 for a value kept as it is)."""
+    return len(packed) if isinstance(packed, bytes | bytearray | memoryview) else 0
 
 
 class PackedWriteBehind(WriteBehind):
@@ -233,7 +272,9 @@ class PackedWriteBehind(WriteBehind):
         value = self.hot.get(key, None)
         if value is not None:
             return value
-        raw = self.data.get(key, None)
+        raw = self.unsent.get(key, None)
+        if raw is None:
+            raw = self.data.get(key, None)
         if raw is None:
             return default
         try:

@@ -56,6 +56,8 @@ def motwatch_env(bootstrap: str, prefix: str, **settings: Any) -> dict[str, str]
     env["MOTWATCH_BROKER"] = bootstrap
     env["MOTWATCH_TOPIC_PREFIX"] = prefix
     env.setdefault("MOTWATCH_WEB_PORT", str(free_port()))
+    # Tests wait for the input to be committed: Faust's commit pace, not the worker's 30 s.
+    settings.setdefault("commit_interval_s", 2.8)
     for name, value in settings.items():
         env[f"MOTWATCH_{name.upper()}"] = str(value)
     env["PYTHONUNBUFFERED"] = "1"

@@ -317,11 +317,21 @@ class Event:
 
 
 def _agent(
-    producer: Producer, partitions: int = 1, direct: bool = True, lateness_s: float = 0, cache: int = 0
+    producer: Producer,
+    partitions: int = 1,
+    direct: bool = True,
+    lateness_s: float = 0,
+    cache: int = 0,
+    spill_mib: float = 64,
 ) -> tuple[journeys.JourneysAgent, Shell]:
-    """The agent over stand-ins; ``cache``: changed journeys that may wait for the commit (0: none)."""
+    """The agent over stand-ins; ``cache``: changed journeys that may wait for the commit as
+    objects (0: none, and none packed either); ``spill_mib``: packed ones that may."""
     settings = Settings(
-        partitions=partitions, allowed_lateness_s=lateness_s, idle_advance_s=0, state_cache_journeys=cache
+        partitions=partitions,
+        allowed_lateness_s=lateness_s,
+        idle_advance_s=0,
+        state_cache_journeys=cache,
+        state_cache_mib=0 if cache == 0 else spill_mib,
     )
     mw = Shell(settings, producer)
     return _register(mw, direct), mw
@@ -510,13 +520,40 @@ async def test_a_journey_changed_by_many_batches_is_written_once_at_the_commit()
     assert PartitionClock.from_json(mw.clocks["0"]) == agent.engines.engines[0].clock
 
 
-async def test_past_the_cache_limit_a_batch_writes_at_once() -> None:
+async def test_past_the_cache_limit_a_batch_packs_its_journeys_to_wait_for_the_commit() -> None:
+    """Past ``state_cache_journeys`` the changed journeys are packed, not written: the commit
+    writes each once, the state of the last batch that changed it."""
+    producer = Producer()
+    touchpoints = _batches()[0]
+    half = len(touchpoints) // 2
+    first, second = touchpoints[:half], touchpoints[half:]
+    agent, mw = _agent(producer, cache=len({e.key for e in first}) - 1)
+    await agent.process(first)
+    engine = agent.engines.engines[0]
+    store = engine.store
+    assert agent.engines.waiting() == 0 and producer.to("journeys-changelog") == []
+    assert set(store.unsent) == {(e.key or b"").decode() for e in first}
+    assert store.unsent_bytes == sum(len(v) for v in store.unsent.values()) > 0
+    before = {key: JourneyState.pack(store[key]) for key in store.unsent}  # read back from the packed bytes
+    assert before == store.unsent
+    await agent.process(second)
+    await mw.commit()
+    written = producer.to("journeys-changelog")
+    keys = {(e.key or b"").decode() for e in touchpoints}
+    assert sorted(k.decode() for k, _ in written) == sorted(keys)  # each once
+    assert {k.decode(): v for k, v in written} == {key: JourneyState.pack(store[key]) for key in keys}
+    assert store.unsent == {} and store.unsent_bytes == 0
+    assert dict(mw.journeys) == {k.decode(): v for k, v in written}
+
+
+async def test_past_the_packed_limit_a_batch_writes_at_once() -> None:
     producer = Producer()
     touchpoints = _batches()[0]
     keys = {e.key for e in touchpoints}
-    agent, _ = _agent(producer, cache=len(keys) - 1)
+    agent, _ = _agent(producer, cache=len(keys) - 1, spill_mib=1e-6)  # a few bytes
     await agent.process(touchpoints)
     assert len(producer.to("journeys-changelog")) == len(keys)
+    assert agent.engines.engines[0].store.unsent == {}
 
 
 async def test_no_batch_is_applied_while_offsets_are_committed() -> None:

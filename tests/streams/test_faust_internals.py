@@ -33,6 +33,7 @@ from motwatch.streams.app import create_app
 from motwatch.streams.faust_internals import (
     OVERRIDDEN,
     Override,
+    acknowledged_since_commit,
     aiokafka_producer,
     codec_type,
     commit_offsets,
@@ -45,6 +46,7 @@ from motwatch.streams.faust_internals import (
     restart_idempotence,
     rocksdb_partition,
     shutdown_signalled,
+    take_over_commit_count,
 )
 
 REPO = Path(__file__).resolve().parents[2]
@@ -115,6 +117,28 @@ async def test_committable_offsets_are_faust_s_choice_up_to_the_first_gap() -> N
     assert committable_offsets(consumer, {"touchpoints"}) == {whole: 12}
     assert committable_offsets(consumer, {"touchpoints"}) == {}  # taken: the next commit's are new ones
     assert committable_offsets(consumer) == {other: 1}
+
+
+async def test_faust_s_fetch_loop_commits_on_its_count_of_acknowledged_records() -> None:
+    """``Consumer._commit_every`` (``broker_commit_every``) is what the fetch loop compares with
+    ``_n_acked``, which ``ack`` raises by one per record counted; taken over, the loop has none."""
+    loop_source = inspect.getsource(aiokafka_driver.Consumer._drain_messages)
+    assert "commit_every = self._commit_every" in loop_source
+    assert "if commit_every is not None:" in loop_source and "self._n_acked >= commit_every" in loop_source
+    app = create_app(Settings(commit_every_events=1000)).app
+    plain = aiokafka_driver.Consumer(
+        app.transport,
+        callback=lambda message: None,
+        on_partitions_revoked=lambda revoked: None,
+        on_partitions_assigned=lambda assigned: None,
+    )
+    assert plain._commit_every == 1000
+    assert take_over_commit_count(plain) == 1000 and plain._commit_every is None
+    plain.app.topics.acks_enabled_for = lambda topic: True
+    for offset in range(3):
+        assert plain.ack(_message(TP("touchpoints", 0), offset))
+    assert acknowledged_since_commit(plain) == 3
+    assert acknowledged_since_commit(plain, reset=True) == 3 and acknowledged_since_commit(plain) == 0
 
 
 async def test_commit_offsets_commits_the_assigned_partitions_as_faust_does() -> None:

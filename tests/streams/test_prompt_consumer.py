@@ -399,3 +399,37 @@ async def test_a_commit_covers_what_was_acknowledged_when_its_state_was_staged()
     assert steps == ["guard", "guard left", "writing", "written", "committed"]
     assert committed == [{tp: 13}]  # 11 and 12: what was acknowledged when the guard was entered
     assert consumer._acked[tp] == [13]
+
+
+async def test_the_count_of_acknowledged_records_starts_a_commit_beside_the_fetch_loop() -> None:
+    """The record that brings the count to ``broker_commit_every`` starts a commit and returns at
+    once (Faust's fetch loop awaited it, delivering nothing meanwhile); while it runs, reaching the
+    count again starts no second one; once it is done, the next count starts the next."""
+    consumer = create_app(Settings(commit_every_events=3)).app.consumer
+    assert consumer.commit_every == 3 and consumer._commit_every is None
+    consumer.app.topics.acks_enabled_for = lambda topic: True
+    release, started = asyncio.Event(), []
+
+    async def commit(topics: Any = None, start_new_transaction: bool = True) -> bool:
+        started.append(len(started))
+        await release.wait()
+        return True
+
+    consumer.commit = commit
+    offsets = iter(range(100))
+    for _ in range(2):
+        assert consumer.ack(_fetched(None, next(offsets)))
+    await asyncio.sleep(0)
+    assert started == [] and consumer.counted_commit is None
+    assert consumer.ack(_fetched(None, next(offsets)))  # the third: returns before the commit is done
+    await until(lambda: started == [0])
+    for _ in range(4):
+        assert consumer.ack(_fetched(None, next(offsets)))
+    await asyncio.sleep(0)
+    assert started == [0]  # the first still runs
+    release.set()
+    await until(consumer.counted_commit.done)
+    for _ in range(3):
+        assert consumer.ack(_fetched(None, next(offsets)))
+    await until(lambda: started == [0, 1])
+    await until(consumer.counted_commit.done)

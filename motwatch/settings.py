@@ -361,7 +361,7 @@ class Settings(_Strict):
     # are written once each, right before the commit; a worker that dies unannounced reads
     # again what it applied since its last commit. (Kafka Streams commits every 30 s.)
     commit_interval_s: float = Field(default=30, gt=0)
-    commit_every_events: int = Field(default=100_000, ge=1)
+    commit_every_events: int = Field(default=200_000, ge=1)
     # Journeys changed since the last commit wait for it as objects up to state_cache_journeys;
     # past that, the batch packs them into their changelog bytes, kept unsent up to
     # state_cache_mib; past that, the batch writes them all at once (0 and 0: every batch writes).

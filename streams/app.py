@@ -329,9 +329,6 @@ def create_app(
         broker_heartbeat_interval=min(3.0, settings.session_timeout_s / 3),
         # Partitions added to the input topic are found (and assigned) within this.
         consumer_metadata_max_age_ms=round(settings.metadata_refresh_s * 1000),
-        # Larger fetches (Faust's default is 1 MiB a partition): on a backlog the next fetch is
-        # more often back before the stream runs dry (bench/README.md, the road to the peer).
-        consumer_max_fetch_size=4 * 1024**2,
         producer_acks=-1,
         producer_request_timeout=30.0,
         # Fuller produce requests: less CPU for the broker and the sender on every record.

@@ -151,6 +151,8 @@ class PromptConsumer(Consumer):
         sensor_state = self.app.sensors.on_commit_initiated(self)
         async with guard() as write_state:
             offsets = committable_offsets(self, topics)
+            # ``broker_commit_every`` counts from the last commit, whatever started it (the timer too).
+            acknowledged_since_commit(self, reset=True)
         await write_state()
         committed = await commit_offsets(self, offsets, start_new_transaction)
         self.app.sensors.on_commit_completed(self, sensor_state)

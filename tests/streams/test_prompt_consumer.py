@@ -433,3 +433,40 @@ async def test_the_count_of_acknowledged_records_starts_a_commit_beside_the_fetc
         assert consumer.ack(_fetched(None, next(offsets)))
     await until(lambda: started == [0, 1])
     await until(consumer.counted_commit.done)
+
+
+async def test_the_count_of_acknowledged_records_starts_from_the_last_commit_of_any_kind() -> None:
+    """A commit the timer started resets the count: the next counted commit comes
+    ``broker_commit_every`` records after it, not a few records later."""
+    consumer = create_app(Settings(commit_every_events=3)).app.consumer
+    consumer.app.topics.acks_enabled_for = lambda topic: True
+    tp = TP(Settings().touchpoints_topic, 0)
+    consumer.assignment = lambda: {tp}
+    started: list[int] = []
+
+    async def counted(topics: Any = None, start_new_transaction: bool = True) -> bool:
+        started.append(1)
+        return True
+
+    async def commit(offsets: dict[TP, int]) -> bool:
+        return True
+
+    @asynccontextmanager
+    async def guard() -> AsyncIterator[Callable[[], Awaitable[None]]]:
+        async def write_state() -> None:
+            pass
+
+        yield write_state
+
+    consumer._commit = commit
+    guard_commits(consumer.app, guard)
+    for offset in (0, 1):
+        assert consumer.ack(_fetched(None, offset))
+    assert await consumer.force_commit()  # the timer's commit
+    consumer.commit = counted
+    for offset in (2, 3):
+        assert consumer.ack(_fetched(None, offset))
+    await asyncio.sleep(0)
+    assert started == []  # two records since the last commit, not four
+    assert consumer.ack(_fetched(None, 4))
+    await until(lambda: started == [1])

@@ -78,6 +78,9 @@ class InputTopic:
         # Held while a record read here is handed on (applied, or re-keyed to the producer): news
         # of a read must not reach a journey partition before the touchpoint it sends there.
         self.handing_on = asyncio.Lock()
+        # Per input partition read here: the fetch response that had told its high watermark when
+        # its last record was read (``last_fetched``), to tell a later one from it (``_waiting``).
+        self.fetched_when_read: dict[TP, int | None] = {}
 
     def sources(self) -> list[str]:
         """Every source partition of the input topic, named."""
@@ -103,9 +106,39 @@ class InputTopic:
                 self.on_direct(False)
 
     def behind(self, message: AgentMessage) -> bool:
-        """Whether records were still waiting in the message's partition after it (a backlog)."""
-        highwater = self.mw.app.consumer.highwater(message.tp)
-        return highwater is not None and message.offset + 1 < highwater
+        """Whether records may still wait in the message's partition after it (a backlog):
+        as it is read, only a fetch made before it says none do (``_waiting``)."""
+        consumer = self.mw.app.consumer
+        tp = message.tp
+        highwater = consumer.highwater(tp)
+        self.fetched_when_read[tp] = consumer.last_fetched(tp)
+        return highwater is not None and self._waiting(tp, message.offset + 1, highwater)
+
+    def _waiting(self, tp: TP, next_offset: int, highwater: int) -> bool:
+        """Whether records wait past ``next_offset``, or may: the high watermark says so, or it
+        is the word of a fetch made before the partition's last record here was read.
+
+        The consumer fetches a partition again only once it has handed out
+        every record it fetched, and keeps the high watermark of the last
+        fetch meanwhile. A partition whose records wait in the consumer while
+        the agent is busy (a backlog read unevenly, output blocked) can be
+        read to that fetch's end, its high watermark equal to the next offset,
+        with the partition's next fetch not made or not answered yet: taken
+        at its word, the partition had nothing to read, and a tick found it
+        idle while the rest of its backlog waited, and event time passed
+        it. Only a fetch answered after the read speaks for what came since.
+        """
+        if next_offset < highwater:
+            return True
+        if tp not in self.fetched_when_read:
+            return False  # nothing read here yet: any fetch tells what waits past where reading starts
+        return self.mw.app.consumer.last_fetched(tp) == self.fetched_when_read[tp]
+
+    def forget_reads(self) -> None:
+        """The partitions were given up: what was read of them is read again from their
+        committed offsets, by whoever takes them (``SourceReads.forget_reads``)."""
+        self.reads.forget_reads()
+        self.fetched_when_read.clear()
 
     def note_waiting(self) -> None:
         """For each input partition assigned here: are records waiting past what was read?
@@ -134,7 +167,7 @@ class InputTopic:
                 next_offset = committed.get(tp) or self.first_offsets.get(tp)
                 if next_offset is None:
                     continue
-            reads.waiting(source, behind=next_offset < highwater)
+            reads.waiting(source, behind=self._waiting(tp, next_offset, highwater))
 
     async def learn_first_offsets(self) -> None:
         """The first offset of each input partition assigned here (once per assignment)."""
@@ -230,7 +263,7 @@ def register(mw: AgentApp, *, partitions: int) -> InputTopic:
     async def _revoked(app: object, revoked: set[TP], **kwargs: Any) -> None:
         # Read again from the committed offsets after the rebalance: news of what was read before
         # it, still unread in the re-keyed topic, must not count as this reader's (core/dispatch.py).
-        inputs.reads.forget_reads()
+        inputs.forget_reads()
 
     @mw.app.on_partitions_assigned.connect
     async def _assigned(app: object, assigned: set[TP], **kwargs: Any) -> None:

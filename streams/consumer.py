@@ -58,6 +58,7 @@ from motwatch.streams.faust_internals import (
     consumer_thread,
     group_coordinator,
     has_position,
+    last_fetched,
     take_over_commit_count,
 )
 
@@ -95,6 +96,12 @@ class PromptConsumer(Consumer):
         super().__post_init__()
         self.commit_every = take_over_commit_count(self)
         self.counted_commit: asyncio.Future[Any] | None = None
+
+    def last_fetched(self, tp: TP) -> int | None:
+        """When the fetch response that told ``tp``'s high watermark came (wall-clock ms); None
+        before the first one. Unchanged since a record was read: no fetch made after the read has
+        answered, and the high watermark may be older than records that arrived since."""
+        return last_fetched(self, tp)
 
     def verify_event_path(self, now: float, tp: TP) -> None:
         """Faust's check that a partition's records flow, for partitions that have a position.

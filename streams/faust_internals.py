@@ -103,19 +103,32 @@ def leave_group_on_stop(consumer: object) -> bool:
     return True
 
 
-def has_position(consumer: object, tp: TP) -> bool:
-    """Whether aiokafka knows where it reads ``tp`` from (``TopicPartitionState.has_valid_position``,
-    reached through the consumer's ``_fetcher._subscriptions``); False for a partition not
-    assigned, or a consumer not started."""
+def _partition_state(consumer: object, tp: TP) -> Any:
+    """aiokafka's ``TopicPartitionState`` of ``tp``, reached through the consumer's
+    ``_fetcher._subscriptions``; None for a partition not assigned, or a consumer not started."""
     client = consumer_thread(consumer)._consumer
     if client is None:
-        return False
+        return None
     subscription = client._fetcher._subscriptions.subscription
     assignment = subscription.assignment if subscription is not None else None
     if assignment is None:
-        return False
-    state = assignment.state_value(TopicPartition(tp.topic, tp.partition))
+        return None
+    return assignment.state_value(TopicPartition(tp.topic, tp.partition))
+
+
+def has_position(consumer: object, tp: TP) -> bool:
+    """Whether aiokafka knows where it reads ``tp`` from (``TopicPartitionState.has_valid_position``);
+    False for a partition not assigned, or a consumer not started."""
+    state = _partition_state(consumer, tp)
     return state is not None and state.has_valid_position
+
+
+def last_fetched(consumer: object, tp: TP) -> int | None:
+    """When the fetch response that told ``tp``'s high watermark came (``TopicPartitionState.timestamp``,
+    wall-clock ms, set by every fetch response for the partition); None before the first one, for
+    a partition not assigned, or a consumer not started."""
+    state = _partition_state(consumer, tp)
+    return None if state is None else state.timestamp
 
 
 def committed_offsets(consumer: object) -> Mapping[TP, int | None]:

@@ -41,6 +41,7 @@ from motwatch.streams.faust_internals import (
     committed_offsets,
     consumer_thread,
     has_position,
+    last_fetched,
     leave_group_on_stop,
     recovered_partitions,
     restart_idempotence,
@@ -286,6 +287,21 @@ async def test_a_partition_without_a_position_is_told_apart_before_faust_reads_i
     assert state.has_valid_position is False
     app = create_app(Settings()).app
     assert has_position(app.consumer, TP("motwatch.touchpoints", 0)) is False  # not started
+
+
+async def test_the_time_of_the_last_fetch_is_set_with_the_high_watermark_by_each_response() -> None:
+    """``last_fetched`` reads ``TopicPartitionState.timestamp``, which the fetcher sets beside the
+    high watermark from every answered fetch of the partition (the input topic's news relies on a
+    new value meaning a new fetch)."""
+    from aiokafka.consumer.fetcher import Fetcher
+    from aiokafka.consumer.subscription_state import TopicPartitionState
+
+    answer = inspect.getsource(Fetcher._proc_fetch_request)
+    assert "tp_state.highwater = highwater" in answer and "tp_state.timestamp = now_ms" in answer
+    assert TopicPartitionState(None).timestamp is None
+    app = create_app(Settings()).app
+    assert last_fetched(app.consumer, TP("motwatch.touchpoints", 0)) is None  # not started
+    assert app.consumer.last_fetched(TP("motwatch.touchpoints", 0)) is None
 
 
 async def test_the_producer_is_idempotent_and_waits_for_every_in_sync_replica() -> None:

@@ -106,13 +106,13 @@ class InputTopic:
                 self.on_direct(False)
 
     def behind(self, message: AgentMessage) -> bool:
-        """Whether records may still wait in the message's partition after it (a backlog):
-        as it is read, only a fetch made before it says none do (``_waiting``)."""
+        """Whether records may still wait in the message's partition after it (a backlog): yes,
+        once the partition has been fetched at all, since as it is read no fetch made after it
+        has answered yet (``_waiting``); the announcements say otherwise once one has."""
         consumer = self.mw.app.consumer
         tp = message.tp
-        highwater = consumer.highwater(tp)
         self.fetched_when_read[tp] = consumer.last_fetched(tp)
-        return highwater is not None and self._waiting(tp, message.offset + 1, highwater)
+        return consumer.highwater(tp) is not None
 
     def _waiting(self, tp: TP, next_offset: int, highwater: int) -> bool:
         """Whether records wait past ``next_offset``, or may: the high watermark says so, or it
